@@ -1,0 +1,82 @@
+/*
+ * Per-row inner loops of fastkl's measures, in C so that the compiler can
+ * vectorise the reductions (`#pragma omp simd reduction`) -- Cython loops do
+ * not get a vector reduction without reassociation.  Cython calls one of
+ * these per row from a `prange` (see fastkl/_kernels.pxi).
+ *
+ * Every function comes in a double (`_d`) and a float (`_f`) version,
+ * generated from fastkl_rows_impl.h; both accumulate in double.
+ *
+ * Conventions (those of scipy.special.rel_entr / entr):
+ *   - a term with p = 0 contributes 0, even when q = 0;
+ *   - p > 0 with q = 0 gives +inf;
+ *   - NaN propagates;
+ *   - a negative p or q gives +inf (KL), -inf (entropy) or NaN (cross-entropy).
+ * Each function also ORs into *bad a flag per argument that holds a value that
+ * is not a probability (bit 0: p, bit 1: q): negative, NaN or +inf in linear
+ * space, NaN or +inf in log space.  The check is fused into the same pass.
+ *
+ * `mode` bit 0: p holds log-probabilities; bit 1: q does.  `ap`/`aq`
+ * normalise a row on the fly: linear values are multiplied by them, log
+ * values are shifted by them.
+ */
+#ifndef FASTKL_ROWS_H
+#define FASTKL_ROWS_H
+
+#include <stddef.h>
+#include "fastkl_math.h"
+
+#if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
+#define FKL_PRAGMA(x) _Pragma(#x)
+#else
+#define FKL_PRAGMA(x)
+#endif
+
+/* Loop over one row (or a pair of rows) with the stride-1 case spelled out
+ * so that it gets contiguous vector loads. */
+#define FKL_ROW_LOOP1(X, SX, N, RED, ...)                                      \
+    if ((SX) == 1) {                                                           \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = 0; i_ < (N); i_++) { const double x = (double)(X)[i_]; __VA_ARGS__ } \
+    } else {                                                                   \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = 0; i_ < (N); i_++) { const double x = (double)(X)[i_ * (SX)]; __VA_ARGS__ } \
+    }
+
+#define FKL_ROW_LOOP2(X, SX, Y, SY, N, RED, ...)                               \
+    if ((SX) == 1 && (SY) == 1) {                                              \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = 0; i_ < (N); i_++) {                               \
+            const double x = (double)(X)[i_], y = (double)(Y)[i_]; __VA_ARGS__ }      \
+    } else {                                                                   \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = 0; i_ < (N); i_++) {                               \
+            const double x = (double)(X)[i_ * (SX)], y = (double)(Y)[i_ * (SY)]; __VA_ARGS__ } \
+    }
+
+/* Validity of one raw value, 1.0 when bad: a probability is finite and
+ * >= 0; a log-probability is < +inf (-inf means probability 0).  Counted in
+ * a double because gcc does not vectorise an integer OR-reduction next to
+ * double arithmetic on SSE2. */
+#define FKL_BAD_LIN(v) ((((v) >= 0.0) & ((v) < FKL_INF)) ? 0.0 : 1.0)
+#define FKL_BAD_LOG(v) (((v) < FKL_INF) ? 0.0 : 1.0)
+#define FKL_BAD_FLAGS(bp, bq) ((int64_t)((bp) > 0.0) | ((int64_t)((bq) > 0.0) << 1))
+
+/* Bits of `mode`. */
+#define FKL_LOG_P 1
+#define FKL_LOG_Q 2
+#define FKL_NORMALIZE 4
+
+#define FKL_T double
+#define FKL_S(name) name##_d
+#include "fastkl_rows_impl.h"
+#undef FKL_T
+#undef FKL_S
+
+#define FKL_T float
+#define FKL_S(name) name##_f
+#include "fastkl_rows_impl.h"
+#undef FKL_T
+#undef FKL_S
+
+#endif /* FASTKL_ROWS_H */

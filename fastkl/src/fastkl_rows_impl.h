@@ -1,0 +1,162 @@
+/*
+ * Template body of fastkl_rows.h: included once per element type with
+ * FKL_T (the element type) and FKL_S(name) (the suffixed name) defined.
+ * No include guard on purpose.
+ */
+
+/* The factor that normalises a row: 1/sum(x) for probabilities, and the
+ * shift -logsumexp(x) for log-probabilities (max first, for stability). */
+FKL_INLINE double FKL_S(fkl_row_normaliser)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n, int log_space)
+{
+    if (!log_space) {
+        double s = 0.0;
+        FKL_ROW_LOOP1(p, sp, n, reduction(+ : s), s += x;)
+        return 1.0 / s;
+    }
+    double m = -FKL_INF;
+    FKL_ROW_LOOP1(p, sp, n, reduction(max : m), m = (x > m) ? x : m;)
+    if (!(m > -FKL_INF && m < FKL_INF))
+        return (m != m) ? m : -m;  /* NaN stays NaN; an all -inf row gives NaN below */
+    double s = 0.0;
+    FKL_ROW_LOOP1(p, sp, n, reduction(+ : s), s += fkl_exp(x - m);)
+    return -(m + fkl_log(s));
+}
+
+/* Entropy  H(p) = -sum p log p. */
+static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n,
+                                            int mode, int64_t *bad)
+{
+    const int log_p = mode & FKL_LOG_P;
+    const double ap = (mode & FKL_NORMALIZE) ? FKL_S(fkl_row_normaliser)(p, sp, n, log_p)
+                                             : (log_p ? 0.0 : 1.0);
+    double acc = 0.0;
+    double bp = 0.0, bq = 0.0;
+    if (!log_p) {
+        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, bp, bq), {
+            const double pv = x * ap;
+            double t = pv * fkl_log(pv);
+            t = (pv == 0.0) ? 0.0 : t;
+            t = (pv < 0.0) ? FKL_INF : t;   /* entr(x < 0) = -inf */
+            acc += t;
+            bp += FKL_BAD_LIN(x);
+        })
+    } else {
+        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, bp, bq), {
+            const double lp = x + ap, pv = fkl_exp(lp);
+            double t = pv * lp;
+            t = (pv == 0.0) ? 0.0 : t;
+            acc += t;
+            bp += FKL_BAD_LOG(x);
+        })
+    }
+    *bad = FKL_BAD_FLAGS(bp, bq);
+    return -acc;
+}
+
+/* Kullback-Leibler divergence  KL(p||q) = sum p log(p/q). */
+static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q, ptrdiff_t sq,
+                                       ptrdiff_t n, int mode, int64_t *bad)
+{
+    const int log_p = mode & FKL_LOG_P, log_q = mode & FKL_LOG_Q;
+    const int norm = mode & FKL_NORMALIZE;
+    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, log_p) : (log_p ? 0.0 : 1.0);
+    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, log_q) : (log_q ? 0.0 : 1.0);
+    double acc = 0.0;
+    double bp = 0.0, bq = 0.0;
+    switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
+    case 0:
+        /* log(p/q): one division and one log beat two logs. */
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+            const double pv = x * ap, qv = y * aq;
+            double t = pv * fkl_log(pv / qv);
+            t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;
+            t = ((pv == 0.0) & (qv >= 0.0)) ? 0.0 : t;
+            t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
+            acc += t;
+            bp += FKL_BAD_LIN(x);
+            bq += FKL_BAD_LIN(y);
+        })
+        break;
+    case FKL_LOG_P:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+            const double lp = x + ap, pv = fkl_exp(lp), qv = y * aq;
+            double t = pv * (lp - fkl_log(qv));
+            t = (qv < 0.0) ? FKL_INF : t;
+            t = ((pv == 0.0) & (qv >= 0.0)) ? 0.0 : t;
+            t = ((lp != lp) | (qv != qv)) ? FKL_NAN : t;
+            acc += t;
+            bp += FKL_BAD_LOG(x);
+            bq += FKL_BAD_LIN(y);
+        })
+        break;
+    case FKL_LOG_Q:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+            const double pv = x * ap, lq = y + aq;
+            double t = pv * (fkl_log(pv) - lq);
+            t = (pv < 0.0) ? FKL_INF : t;
+            t = (pv == 0.0) ? 0.0 : t;
+            t = ((pv != pv) | (lq != lq)) ? FKL_NAN : t;
+            acc += t;
+            bp += FKL_BAD_LIN(x);
+            bq += FKL_BAD_LOG(y);
+        })
+        break;
+    default:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+            const double lp = x + ap, lq = y + aq, pv = fkl_exp(lp);
+            double t = pv * (lp - lq);
+            t = (pv == 0.0) ? 0.0 : t;
+            t = ((lp != lp) | (lq != lq)) ? FKL_NAN : t;
+            acc += t;
+            bp += FKL_BAD_LOG(x);
+            bq += FKL_BAD_LOG(y);
+        })
+        break;
+    }
+    *bad = FKL_BAD_FLAGS(bp, bq);
+    return acc;
+}
+
+/* Cross-entropy  H(p, q) = -sum p log q. */
+static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q,
+                                                  ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
+{
+    const int log_p = mode & FKL_LOG_P, log_q = mode & FKL_LOG_Q;
+    const int norm = mode & FKL_NORMALIZE;
+    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, log_p) : (log_p ? 0.0 : 1.0);
+    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, log_q) : (log_q ? 0.0 : 1.0);
+    double acc = 0.0;
+    double bp = 0.0, bq = 0.0;
+    /* The four modes differ only in how p and log q are obtained. */
+#define FKL_CE_BODY(PV, LQ, BADP, BADQ)                                   \
+    {                                                                  \
+        const double pv = (PV), lq = (LQ);                             \
+        double t = pv * lq;                                            \
+        t = (pv < 0.0) ? FKL_NAN : t;                                  \
+        t = ((pv == 0.0) & (lq == lq)) ? 0.0 : t;                      \
+        acc += t;                                                      \
+        bp += (BADP);                                                  \
+        bq += (BADQ);                                                  \
+    }
+    switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
+    case 0:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
+                      FKL_CE_BODY(x * ap, fkl_log(y * aq), FKL_BAD_LIN(x), FKL_BAD_LIN(y)))
+        break;
+    case FKL_LOG_P:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
+                      FKL_CE_BODY(fkl_exp(x + ap), fkl_log(y * aq), FKL_BAD_LOG(x), FKL_BAD_LIN(y)))
+        break;
+    case FKL_LOG_Q:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
+                      FKL_CE_BODY(x * ap, y + aq, FKL_BAD_LIN(x), FKL_BAD_LOG(y)))
+        break;
+    default:
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
+                      FKL_CE_BODY(fkl_exp(x + ap), y + aq, FKL_BAD_LOG(x), FKL_BAD_LOG(y)))
+        break;
+    }
+#undef FKL_CE_BODY
+    *bad = FKL_BAD_FLAGS(bp, bq);
+    return -acc;
+}
