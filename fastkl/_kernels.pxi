@@ -91,3 +91,198 @@ def pair_rows(int measure, const floating_in[:, :] p, const floating_in[:, :] q,
             out[i] = <floating_out>(scale * _pair_row(measure, &p[i, 0], sp, &q[i, 0], sq, k,
                                                       mode, &b))
             bad[i] = <unsigned char>b
+
+
+# ---------------------------------------------------------------- logits
+
+cdef extern from "fastkl_rows.h" nogil:
+    double fkl_logsumexp_row_d(const double *x, Py_ssize_t sx, Py_ssize_t n)
+    double fkl_logsumexp_row_f(const float *x, Py_ssize_t sx, Py_ssize_t n)
+    void fkl_log_softmax_row_d(const double *x, Py_ssize_t sx, Py_ssize_t n, double *out, Py_ssize_t so)
+    void fkl_log_softmax_row_f(const float *x, Py_ssize_t sx, Py_ssize_t n, float *out, Py_ssize_t so)
+    void fkl_softmax_row_d(const double *x, Py_ssize_t sx, Py_ssize_t n, double *out, Py_ssize_t so)
+    void fkl_softmax_row_f(const float *x, Py_ssize_t sx, Py_ssize_t n, float *out, Py_ssize_t so)
+    double fkl_ce_index_row_d(const double *x, Py_ssize_t sx, Py_ssize_t n, Py_ssize_t y,
+                              const double *w, double wsum, double eps,
+                              double *grad, Py_ssize_t sg, double gscale)
+    double fkl_ce_index_row_f(const float *x, Py_ssize_t sx, Py_ssize_t n, Py_ssize_t y,
+                              const double *w, double wsum, double eps,
+                              float *grad, Py_ssize_t sg, double gscale)
+    double fkl_ce_prob_row_d(const double *x, Py_ssize_t sx, const double *t, Py_ssize_t st,
+                             Py_ssize_t n, const double *w, double eps,
+                             double *grad, Py_ssize_t sg, double gscale)
+    double fkl_ce_prob_row_f(const float *x, Py_ssize_t sx, const float *t, Py_ssize_t st,
+                             Py_ssize_t n, const double *w, double eps,
+                             float *grad, Py_ssize_t sg, double gscale)
+    double fkl_kl_logits_row_d(const double *a, Py_ssize_t sa, const double *b, Py_ssize_t sb,
+                               Py_ssize_t n, double inv_t, double *grad, Py_ssize_t sg, double gscale)
+    double fkl_kl_logits_row_f(const float *a, Py_ssize_t sa, const float *b, Py_ssize_t sb,
+                               Py_ssize_t n, double inv_t, float *grad, Py_ssize_t sg, double gscale)
+    double fkl_bce_logits_row_d(const double *x, Py_ssize_t sx, const double *y, Py_ssize_t sy,
+                                const double *w, Py_ssize_t sw, const double *r, Py_ssize_t sr,
+                                Py_ssize_t n, double *out, Py_ssize_t so,
+                                double *grad, Py_ssize_t sg, double gscale)
+    double fkl_bce_logits_row_f(const float *x, Py_ssize_t sx, const float *y, Py_ssize_t sy,
+                                const float *w, Py_ssize_t sw, const float *r, Py_ssize_t sr,
+                                Py_ssize_t n, float *out, Py_ssize_t so,
+                                float *grad, Py_ssize_t sg, double gscale)
+    double fkl_bce_row_d(const double *p, Py_ssize_t sp, const double *y, Py_ssize_t sy,
+                         const double *w, Py_ssize_t sw, Py_ssize_t n,
+                         double *out, Py_ssize_t so, double *bad)
+    double fkl_bce_row_f(const float *p, Py_ssize_t sp, const float *y, Py_ssize_t sy,
+                         const float *w, Py_ssize_t sw, Py_ssize_t n,
+                         float *out, Py_ssize_t so, double *bad)
+
+
+cdef inline Py_ssize_t _step(Py_ssize_t stride_bytes, Py_ssize_t itemsize) noexcept nogil:
+    return stride_bytes // itemsize
+
+
+def logsumexp_rows(const floating_in[:, :] x, floating_in[:] out, int n_threads):
+    """out[i] = logsumexp(x[i])."""
+    cdef Py_ssize_t i, n = x.shape[0], k = x.shape[1]
+    cdef Py_ssize_t sx = _step(x.strides[1], sizeof(floating_in))
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            if floating_in is double:
+                out[i] = fkl_logsumexp_row_d(&x[i, 0], sx, k)
+            else:
+                out[i] = <float>fkl_logsumexp_row_f(&x[i, 0], sx, k)
+
+
+def softmax_rows(const floating_in[:, :] x, floating_in[:, :] out, bint log, int n_threads):
+    """out[i] = softmax(x[i]) (or log_softmax with log=True); out may be x."""
+    cdef Py_ssize_t i, n = x.shape[0], k = x.shape[1]
+    cdef Py_ssize_t sx = _step(x.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t so = _step(out.strides[1], sizeof(floating_in))
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            if floating_in is double:
+                if log:
+                    fkl_log_softmax_row_d(&x[i, 0], sx, k, &out[i, 0], so)
+                else:
+                    fkl_softmax_row_d(&x[i, 0], sx, k, &out[i, 0], so)
+            else:
+                if log:
+                    fkl_log_softmax_row_f(&x[i, 0], sx, k, &out[i, 0], so)
+                else:
+                    fkl_softmax_row_f(&x[i, 0], sx, k, &out[i, 0], so)
+
+
+def ce_index_rows(const floating_in[:, :] x, const long long[:] labels, const double[::1] weight,
+                  double wsum, double eps, long long ignore_index, double[:] loss,
+                  floating_in[:, :] grad, double gscale, int n_threads):
+    """Softmax cross-entropy against class indices, per row (PyTorch semantics).
+
+    ``labels`` are already range-checked; rows whose label is ``ignore_index``
+    get loss 0 and a zero gradient.  ``weight`` (per class) may be None, then
+    ``wsum`` must be K.  ``grad`` may be None, or the logits themselves.
+    """
+    cdef Py_ssize_t i, j, n = x.shape[0], k = x.shape[1]
+    cdef Py_ssize_t sx = _step(x.strides[1], sizeof(floating_in))
+    cdef const double *w = &weight[0] if weight is not None and weight.shape[0] > 0 else NULL
+    cdef bint has_grad = grad is not None
+    cdef Py_ssize_t sg = _step(grad.strides[1], sizeof(floating_in)) if has_grad else 0
+    cdef floating_in *g
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            g = &grad[i, 0] if has_grad else NULL
+            if labels[i] == ignore_index:
+                loss[i] = 0.0
+                if has_grad:
+                    for j in range(k):
+                        g[j * sg] = 0
+            elif floating_in is double:
+                loss[i] = fkl_ce_index_row_d(&x[i, 0], sx, k, labels[i], w, wsum, eps, g, sg, gscale)
+            else:
+                loss[i] = fkl_ce_index_row_f(&x[i, 0], sx, k, labels[i], w, wsum, eps, g, sg, gscale)
+
+
+def ce_prob_rows(const floating_in[:, :] x, const floating_in[:, :] t, const double[::1] weight,
+                 double eps, double[:] loss, floating_in[:, :] grad, double gscale, int n_threads):
+    """Softmax cross-entropy against probability rows ``t`` (PyTorch semantics)."""
+    cdef Py_ssize_t i, n = x.shape[0], k = x.shape[1]
+    cdef Py_ssize_t sx = _step(x.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t st = _step(t.strides[1], sizeof(floating_in))
+    cdef const double *w = &weight[0] if weight is not None and weight.shape[0] > 0 else NULL
+    cdef bint has_grad = grad is not None
+    cdef Py_ssize_t sg = _step(grad.strides[1], sizeof(floating_in)) if has_grad else 0
+    cdef floating_in *g
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            g = &grad[i, 0] if has_grad else NULL
+            if floating_in is double:
+                loss[i] = fkl_ce_prob_row_d(&x[i, 0], sx, &t[i, 0], st, k, w, eps, g, sg, gscale)
+            else:
+                loss[i] = fkl_ce_prob_row_f(&x[i, 0], sx, &t[i, 0], st, k, w, eps, g, sg, gscale)
+
+
+def kl_logits_rows(const floating_in[:, :] a, const floating_in[:, :] b, double inv_t,
+                   double[:] loss, floating_in[:, :] grad, double gscale, int n_threads):
+    """loss[i] = KL(softmax(a[i]/T) || softmax(b[i]/T)); grad w.r.t. b when given."""
+    cdef Py_ssize_t i, n = a.shape[0], k = a.shape[1]
+    cdef Py_ssize_t sa = _step(a.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t sb = _step(b.strides[1], sizeof(floating_in))
+    cdef bint has_grad = grad is not None
+    cdef Py_ssize_t sg = _step(grad.strides[1], sizeof(floating_in)) if has_grad else 0
+    cdef floating_in *g
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            g = &grad[i, 0] if has_grad else NULL
+            if floating_in is double:
+                loss[i] = fkl_kl_logits_row_d(&a[i, 0], sa, &b[i, 0], sb, k, inv_t, g, sg, gscale)
+            else:
+                loss[i] = fkl_kl_logits_row_f(&a[i, 0], sa, &b[i, 0], sb, k, inv_t, g, sg, gscale)
+
+
+def bce_logits_rows(const floating_in[:, :] x, const floating_in[:, :] y,
+                    const floating_in[:, :] w, const floating_in[:, :] r,
+                    double[:] row_sums, floating_in[:, :] out, floating_in[:, :] grad,
+                    double gscale, int n_threads):
+    """Binary cross-entropy with logits, elementwise over rows of broadcast views.
+
+    ``w`` and ``r`` (weight, pos_weight) are views of the same shape as ``x``
+    (zero strides for broadcasting).  ``out``/``grad`` may be None.
+    """
+    cdef Py_ssize_t i, n = x.shape[0], k = x.shape[1]
+    cdef Py_ssize_t sx = _step(x.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t sy = _step(y.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t sw = _step(w.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t sr = _step(r.strides[1], sizeof(floating_in))
+    cdef bint has_out = out is not None, has_grad = grad is not None
+    cdef Py_ssize_t so = _step(out.strides[1], sizeof(floating_in)) if has_out else 0
+    cdef Py_ssize_t sg = _step(grad.strides[1], sizeof(floating_in)) if has_grad else 0
+    cdef floating_in *o
+    cdef floating_in *g
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            o = &out[i, 0] if has_out else NULL
+            g = &grad[i, 0] if has_grad else NULL
+            if floating_in is double:
+                row_sums[i] = fkl_bce_logits_row_d(&x[i, 0], sx, &y[i, 0], sy, &w[i, 0], sw,
+                                                   &r[i, 0], sr, k, o, so, g, sg, gscale)
+            else:
+                row_sums[i] = fkl_bce_logits_row_f(&x[i, 0], sx, &y[i, 0], sy, &w[i, 0], sw,
+                                                   &r[i, 0], sr, k, o, so, g, sg, gscale)
+
+
+def bce_rows(const floating_in[:, :] p, const floating_in[:, :] y, const floating_in[:, :] w,
+             double[:] row_sums, floating_in[:, :] out, unsigned char[:] bad, int n_threads):
+    """Binary cross-entropy on probabilities, elementwise over rows; bad[i] = 1 if
+    row i holds a p outside [0, 1] or NaN."""
+    cdef Py_ssize_t i, n = p.shape[0], k = p.shape[1]
+    cdef Py_ssize_t sp = _step(p.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t sy = _step(y.strides[1], sizeof(floating_in))
+    cdef Py_ssize_t sw = _step(w.strides[1], sizeof(floating_in))
+    cdef bint has_out = out is not None
+    cdef Py_ssize_t so = _step(out.strides[1], sizeof(floating_in)) if has_out else 0
+    cdef floating_in *o
+    cdef double b = 0
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            o = &out[i, 0] if has_out else NULL
+            if floating_in is double:
+                row_sums[i] = fkl_bce_row_d(&p[i, 0], sp, &y[i, 0], sy, &w[i, 0], sw, k, o, so, &b)
+            else:
+                row_sums[i] = fkl_bce_row_f(&p[i, 0], sp, &y[i, 0], sy, &w[i, 0], sw, k, o, so, &b)
+            bad[i] = b > 0

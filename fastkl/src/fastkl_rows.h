@@ -70,12 +70,14 @@
 #define FKL_T double
 #define FKL_S(name) name##_d
 #include "fastkl_rows_impl.h"
+#include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
 
 #define FKL_T float
 #define FKL_S(name) name##_f
 #include "fastkl_rows_impl.h"
+#include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
 

@@ -1,0 +1,240 @@
+/*
+ * Template body for the logit kernels (log-softmax family, softmax
+ * cross-entropy, distillation KL, binary cross-entropy with logits): included
+ * once per element type by fastkl_rows.h, with FKL_T and FKL_S(name).
+ *
+ * Rows are read in two or three passes: the max, then the sum of exp (fused
+ * with whatever else the loss needs), then, only when a gradient or softmax
+ * is asked for, one write pass.  A row of a 50k vocabulary fits in L2, so
+ * the later passes do not go back to memory.  Everything accumulates in
+ * double; no softmax row is materialised unless it is the output.
+ */
+
+/* The shift used for a stable log-sum-exp: the row max of x*scale, or 0 when
+ * that max is not finite (an all -inf row, or a row holding +inf), which gives
+ * scipy.special's results: logsumexp -inf / +inf, softmax NaN. */
+FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
+{
+    double m = -FKL_INF;
+    FKL_ROW_LOOP1(z, sx, n, reduction(max : m), { const double v = x * scale; m = (v > m) ? v : m; })
+    return (m > -FKL_INF && m < FKL_INF) ? m : 0.0;
+}
+
+/* sum exp(x*scale - m) */
+FKL_INLINE double FKL_S(fkl_row_sumexp)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale, double m)
+{
+    double s = 0.0;
+    FKL_ROW_LOOP1(z, sx, n, reduction(+ : s), s += fkl_exp(x * scale - m);)
+    return s;
+}
+
+static inline double FKL_S(fkl_logsumexp_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n)
+{
+    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
+    return m + fkl_log(FKL_S(fkl_row_sumexp)(x, sx, n, 1.0, m));
+}
+
+/* out = log_softmax(x), computed as (x - m) - log(sum exp(x - m)) like scipy. */
+static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n,
+                                              FKL_T *out, ptrdiff_t so)
+{
+    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
+    const double c = m + fkl_log(FKL_S(fkl_row_sumexp)(x, sx, n, 1.0, m));
+    FKL_PRAGMA(omp simd)
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i * so] = (FKL_T)(((double)x[i * sx] - m) - (c - m));
+}
+
+/* out = softmax(x): exp(x - m) stored in the sum pass, then scaled. */
+static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n,
+                                          FKL_T *out, ptrdiff_t so)
+{
+    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
+    double s = 0.0;
+    FKL_PRAGMA(omp simd reduction(+ : s))
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double e = fkl_exp((double)x[i * sx] - m);
+        out[i * so] = (FKL_T)e;
+        s += e;
+    }
+    const double inv = 1.0 / s;
+    FKL_PRAGMA(omp simd)
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i * so] = (FKL_T)((double)out[i * so] * inv);
+}
+
+/*
+ * Softmax cross-entropy of one row against a class index, in PyTorch's
+ * terms (torch.nn.functional.cross_entropy with weight and label_smoothing):
+ *   loss = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
+ * `w` may be NULL (all weights 1, then wsum = C).  When `grad` is not NULL,
+ * grad_c = gscale * (softmax_c * A - (eps/C) w_c - [c=y] (1-eps) w_y) with
+ * A = (1-eps) w_y + (eps/C) wsum; `grad` may alias `x` (in-place gradient).
+ */
+static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, ptrdiff_t y,
+                                             const double *w, double wsum, double eps,
+                                             FKL_T *grad, ptrdiff_t sg, double gscale)
+{
+    const double m = FKL_S(fkl_row_shift)(z, sx, n, 1.0);
+    const double xy = (double)z[y * sx];
+    const double wy = w ? w[y] : 1.0;
+    const double ec = eps / (double)n;
+    double s = 0.0, swx = 0.0;
+    if (eps == 0.0) {
+        s = FKL_S(fkl_row_sumexp)(z, sx, n, 1.0, m);
+    } else if (w) {
+        FKL_PRAGMA(omp simd reduction(+ : s, swx))
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const double v = (double)z[i * sx];
+            s += fkl_exp(v - m);
+            swx += w[i] * v;
+        }
+    } else {
+        FKL_ROW_LOOP1(z, sx, n, reduction(+ : s, swx), { s += fkl_exp(x - m); swx += x; })
+    }
+    const double lse = m + fkl_log(s);
+    double loss = (1.0 - eps) * wy * (lse - xy);
+    if (eps != 0.0)
+        loss += ec * (lse * wsum - swx);
+    if (grad) {
+        const double a = gscale * ((1.0 - eps) * wy + ec * wsum);
+        const double gec = gscale * ec;
+        if (w) {
+            FKL_PRAGMA(omp simd)
+            for (ptrdiff_t i = 0; i < n; i++)
+                grad[i * sg] = (FKL_T)(fkl_exp((double)z[i * sx] - lse) * a - gec * w[i]);
+        } else {
+            FKL_PRAGMA(omp simd)
+            for (ptrdiff_t i = 0; i < n; i++)
+                grad[i * sg] = (FKL_T)(fkl_exp((double)z[i * sx] - lse) * a - gec);
+        }
+        grad[y * sg] = (FKL_T)((double)grad[y * sg] - gscale * (1.0 - eps) * wy);
+    }
+    return loss;
+}
+
+/*
+ * Softmax cross-entropy of one row against probability targets t:
+ *   a_c = w_c ((1-eps) t_c + eps/C),  loss = sum_c a_c (lse - x_c),
+ *   grad_c = gscale * (softmax_c * sum(a) - a_c).
+ * A class with a_c = 0 contributes 0 even where x_c = -inf.
+ */
+static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *x, ptrdiff_t sx, const FKL_T *t, ptrdiff_t st,
+                                            ptrdiff_t n, const double *w, double eps,
+                                            FKL_T *grad, ptrdiff_t sg, double gscale)
+{
+    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
+    const double ec = eps / (double)n;
+    double s = 0.0, sa = 0.0, sax = 0.0;
+    FKL_PRAGMA(omp simd reduction(+ : s, sa, sax))
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double v = (double)x[i * sx];
+        const double a = (w ? w[i] : 1.0) * ((1.0 - eps) * (double)t[i * st] + ec);
+        s += fkl_exp(v - m);
+        sa += a;
+        sax += (a == 0.0) ? 0.0 : a * v;
+    }
+    const double lse = m + fkl_log(s);
+    if (grad) {
+        const double ga = gscale * sa;
+        FKL_PRAGMA(omp simd)
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const double a = (w ? w[i] : 1.0) * ((1.0 - eps) * (double)t[i * st] + ec);
+            grad[i * sg] = (FKL_T)(fkl_exp((double)x[i * sx] - lse) * ga - gscale * a);
+        }
+    }
+    return lse * sa - sax;
+}
+
+/*
+ * KL(softmax(a/T) || softmax(b/T)) for one row, a = teacher (p) logits,
+ * b = student (q) logits, inv_t = 1/T:
+ *   KL = D/Sa - lse_a + lse_b,  D = sum exp(a' - ma) (a' - b'),
+ * and, when grad is not NULL, d KL / d b_c = gscale * (q_c - p_c) / T.
+ */
+static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, const FKL_T *b, ptrdiff_t sb,
+                                              ptrdiff_t n, double inv_t,
+                                              FKL_T *grad, ptrdiff_t sg, double gscale)
+{
+    const double ma = FKL_S(fkl_row_shift)(a, sa, n, inv_t);
+    const double mb = FKL_S(fkl_row_shift)(b, sb, n, inv_t);
+    double Sa = 0.0, Sb = 0.0, D = 0.0;
+    FKL_ROW_LOOP2(a, sa, b, sb, n, reduction(+ : Sa, Sb, D), {
+        const double u = x * inv_t, v = y * inv_t;
+        const double ea = fkl_exp(u - ma);
+        Sa += ea;
+        Sb += fkl_exp(v - mb);
+        D += (ea == 0.0) ? 0.0 : ea * (u - v);
+    })
+    const double lse_a = ma + fkl_log(Sa), lse_b = mb + fkl_log(Sb);
+    if (grad) {
+        const double g = gscale * inv_t;
+        FKL_PRAGMA(omp simd)
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const double pa = fkl_exp((double)a[i * sa] * inv_t - lse_a);
+            const double qb = fkl_exp((double)b[i * sb] * inv_t - lse_b);
+            grad[i * sg] = (FKL_T)(g * (qb - pa));
+        }
+    }
+    return D / Sa - lse_a + lse_b;
+}
+
+/*
+ * Binary cross-entropy with logits over one row of elements, PyTorch's stable
+ * form with weight w and pos_weight r (pass a one-element stride-0 row of 1
+ * when absent):
+ *   l = w [(1-y) x + (1 + (r-1) y) (log1p(exp(-|x|)) + max(-x, 0))]
+ *   dl/dx = w [(1-y) - (1 + (r-1) y) sigmoid(-x)]
+ * Writes elementwise losses to `out` and gradients to `grad` when not NULL,
+ * and returns the row's sum.
+ */
+static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, ptrdiff_t sx, const FKL_T *y, ptrdiff_t sy,
+                                               const FKL_T *w, ptrdiff_t sw, const FKL_T *r, ptrdiff_t sr,
+                                               ptrdiff_t n, FKL_T *out, ptrdiff_t so,
+                                               FKL_T *grad, ptrdiff_t sg, double gscale)
+{
+    double acc = 0.0;
+    FKL_PRAGMA(omp simd reduction(+ : acc))
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double xv = (double)x[i * sx], yv = (double)y[i * sy];
+        const double wv = (double)w[i * sw], lw = 1.0 + ((double)r[i * sr] - 1.0) * yv;
+        const double e = fkl_exp(-fabs(xv));             /* in (0, 1] */
+        const double u = 1.0 + e;
+        /* log1p(e) without cancellation: log(u) * e / (u - 1) */
+        const double l1p = (u == 1.0) ? e : fkl_log(u) * (e / (u - 1.0));
+        const double l = wv * ((1.0 - yv) * xv + lw * (l1p + (xv < 0.0 ? -xv : 0.0)));
+        acc += l;
+        if (out) out[i * so] = (FKL_T)l;
+        if (grad) {
+            const double sig_neg = (xv >= 0.0) ? e / u : 1.0 / u;  /* sigmoid(-x) */
+            grad[i * sg] = (FKL_T)(gscale * wv * ((1.0 - yv) - lw * sig_neg));
+        }
+    }
+    return acc;
+}
+
+/*
+ * Binary cross-entropy on probabilities, PyTorch's form (each log clamped at
+ * -100 so p in {0, 1} stays finite):
+ *   l = -w [y max(log p, -100) + (1-y) max(log(1-p), -100)].
+ * Counts into *bad the entries with p outside [0, 1] or NaN.
+ */
+static inline double FKL_S(fkl_bce_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *y, ptrdiff_t sy,
+                                        const FKL_T *w, ptrdiff_t sw, ptrdiff_t n,
+                                        FKL_T *out, ptrdiff_t so, double *bad)
+{
+    double acc = 0.0, b = 0.0;
+    FKL_PRAGMA(omp simd reduction(+ : acc, b))
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double pv = (double)p[i * sp], yv = (double)y[i * sy], wv = (double)w[i * sw];
+        double lp = fkl_log(pv), lq = fkl_log(1.0 - pv);
+        lp = (lp < -100.0) ? -100.0 : lp;
+        lq = (lq < -100.0) ? -100.0 : lq;
+        const double l = -wv * (yv * lp + (1.0 - yv) * lq);
+        acc += l;
+        b += ((pv >= 0.0) & (pv <= 1.0)) ? 0.0 : 1.0;
+        if (out) out[i * so] = (FKL_T)l;
+    }
+    *bad = b;
+    return acc;
+}
