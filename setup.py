@@ -74,11 +74,13 @@ class BuildExt(build_ext):
             common += ["-Wno-unused-function", "-Wno-unreachable-code"]
             omp = omp_link = []
             candidates = [["-fopenmp"]]
-            if sys.platform == "darwin":
-                candidates.append(["-Xpreprocessor", "-fopenmp", "-lomp"])
+            if sys.platform == "darwin":  # Apple clang + Homebrew's libomp
+                for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
+                    candidates.append(["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include",
+                                       f"-L{prefix}/lib", "-lomp"])
             for flags in candidates:
                 if _compiler_accepts(self.compiler, flags, OPENMP_PROBE):
-                    omp = [f for f in flags if f != "-lomp"]
+                    omp = [f for f in flags if not f.startswith(("-l", "-L"))]
                     omp_link = flags
                     break
             if not omp:

@@ -286,3 +286,45 @@ def bce_rows(const floating_in[:, :] p, const floating_in[:, :] y, const floatin
             else:
                 row_sums[i] = fkl_bce_row_f(&p[i, 0], sp, &y[i, 0], sy, &w[i, 0], sw, k, o, so, &b)
             bad[i] = b > 0
+
+
+# ------------------------------------------------ vector math (for tests)
+
+cdef extern from "fastkl_math.h" nogil:
+    double fkl_log(double x)
+    double fkl_exp(double x)
+    float fkl_logf(float x)
+    float fkl_expf(float x)
+    double fkl_log_ratio(double p, double q)
+
+
+def vector_math(str name, const floating_in[::1] x, floating_in[::1] out):
+    """out = name(x) with fastkl's vectorised log/exp (float32 input uses the
+    float versions); exposed so the test suite can measure their accuracy."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef bint is_log = name == "log"
+    if name not in ("log", "exp"):
+        raise ValueError(f"name must be 'log' or 'exp', got {name!r}")
+    with nogil:
+        if floating_in is double:
+            if is_log:
+                for i in range(n):
+                    out[i] = fkl_log(x[i])
+            else:
+                for i in range(n):
+                    out[i] = fkl_exp(x[i])
+        else:
+            if is_log:
+                for i in range(n):
+                    out[i] = fkl_logf(x[i])
+            else:
+                for i in range(n):
+                    out[i] = fkl_expf(x[i])
+
+
+def vector_log_ratio(const double[::1] p, const double[::1] q, double[::1] out):
+    """out = log(p / q) with fastkl's single-division log ratio (for tests)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(p.shape[0]):
+            out[i] = fkl_log_ratio(p[i], q[i])

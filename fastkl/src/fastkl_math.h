@@ -11,9 +11,12 @@
  * Accuracy (measured by tests/test_fastmath.py over millions of inputs,
  * subnormals and specials included):
  *   fkl_log   <= 1 ulp   (fdlibm's reduction and polynomial)
+ *   fkl_log_ratio(p, q) = log(p/q) with one division, <= 2 ulp
  *   fkl_exp   <= 1 ulp   (degree-13 Taylor on |r| <= ln2/2)
  *   fkl_logf  <= 1 ulp   (float, evaluated in float)
- *   fkl_expf  <= 1 ulp   (float, evaluated in float)
+ *   fkl_expf  <= 1.05 ulp (float, evaluated in float; 1 ulp without FMA)
+ * The kernels evaluate float32 inputs with the double versions (they
+ * accumulate in double); the float versions serve float32 outputs.
  * Specials follow C99: log(0) = -inf, log(x<0) = NaN, log(+inf) = +inf,
  * exp(-inf) = 0, exp(+inf) = +inf, overflow -> +inf, NaN -> NaN.
  */
@@ -73,6 +76,41 @@ FKL_INLINE double fkl_log(double x)
     return r;
 }
 
+/* ---- log(p/q) with a single division (the KL kernel's hot spot).
+ * p = 2^ep mp, q = 2^eq mq with mantissas in [1, 2); the ratio of mantissas
+ * is brought into [sqrt(2)/2, sqrt(2)) by doubling or halving mq, and
+ * log(mp/mq) = 2 atanh(s) = 2s + s R(s^2), s = (mp - mq)/(mp + mq), with
+ * fdlibm's polynomial R.  The division that forms p/q and the one inside
+ * log are merged into the one that forms s.  <= 2 ulp away from 0. */
+FKL_INLINE double fkl_log_ratio(double p, double q)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
+                 Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
+                 Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                 Lg7 = 1.479819860511658591e-01;
+    const int psub = p < 0x1p-1022, qsub = q < 0x1p-1022;
+    const uint64_t ip = fkl_bits(psub ? p * 0x1p54 : p), iq = fkl_bits(qsub ? q * 0x1p54 : q);
+    const double ep = fkl_from_bits((ip >> 52) | 0x4330000000000000ULL) - 0x1p52;
+    const double eq = fkl_from_bits((iq >> 52) | 0x4330000000000000ULL) - 0x1p52;
+    const double mp = fkl_from_bits((ip & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    const double mq0 = fkl_from_bits((iq & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    const int up = mp >= 1.4142135623730951 * mq0, down = mp * 1.4142135623730951 < mq0;
+    const double mq = up ? 2.0 * mq0 : (down ? 0.5 * mq0 : mq0);
+    const double dk = (ep - (psub ? 54.0 : 0.0)) - (eq - (qsub ? 54.0 : 0.0))
+                      + (up ? 1.0 : 0.0) - (down ? 1.0 : 0.0);
+    const double s = (mp - mq) / (mp + mq);
+    const double z = s * s, w = z * z;
+    const double R = w * (Lg2 + w * (Lg4 + w * Lg6)) + z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+    double r = dk * ln2_hi + ((dk * ln2_lo + s * R) + 2.0 * s);
+    /* Specials, as log(p/q) would give them. */
+    r = ((p == 0.0) | (q == FKL_INF)) ? -FKL_INF : r;
+    r = ((q == 0.0) | (p == FKL_INF)) ? FKL_INF : r;
+    r = (((p == 0.0) & (q == 0.0)) | ((p == FKL_INF) & (q == FKL_INF)) | (p < 0.0) | (q < 0.0)) ? FKL_NAN : r;
+    r = ((p != p) | (q != q)) ? FKL_NAN : r;
+    return r;
+}
+
 /* ---- double exp: x = k ln2 + r, |r| <= ln2/2, exp(r) by Taylor to degree 13
  * (truncation < 2^-60), 2^k applied in two steps so subnormal results round
  * once. */
@@ -85,20 +123,21 @@ FKL_INLINE double fkl_exp(double x)
     const double t = xc * inv_ln2 + shift;
     const double kd = t - shift;
     const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
-    double p = 1.0 / 6227020800.0;               /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    /* exp(r) = 1 + (r + r^2 P(r)): the 1 is added last so that the sum
+     * rounds once, which keeps builds without FMA within 1 ulp. */
+    double P = 1.0 / 6227020800.0;               /* 1/13! */
+    P = P * r + 1.0 / 479001600.0;
+    P = P * r + 1.0 / 39916800.0;
+    P = P * r + 1.0 / 3628800.0;
+    P = P * r + 1.0 / 362880.0;
+    P = P * r + 1.0 / 40320.0;
+    P = P * r + 1.0 / 5040.0;
+    P = P * r + 1.0 / 720.0;
+    P = P * r + 1.0 / 120.0;
+    P = P * r + 1.0 / 24.0;
+    P = P * r + 1.0 / 6.0;
+    P = P * r + 0.5;
+    const double p = 1.0 + (r + (r * r) * P);
     /* k1 = round(k/2), k2 = k - k1: both scale factors stay normal. */
     const double t1 = kd * 0.5 + shift;
     const double k1 = t1 - shift;
@@ -149,14 +188,13 @@ FKL_INLINE float fkl_expf(float x)
     const float t = xc * inv_ln2 + shift;
     const float kd = t - shift;
     const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float P = 1.0f / 5040.0f;
+    P = P * r + 1.0f / 720.0f;
+    P = P * r + 1.0f / 120.0f;
+    P = P * r + 1.0f / 24.0f;
+    P = P * r + 1.0f / 6.0f;
+    P = P * r + 0.5f;
+    const float p = 1.0f + (r + (r * r) * P);
     const float t1 = kd * 0.5f + shift;
     const float k1 = t1 - shift;
     const float k2 = kd - k1;

@@ -26,10 +26,10 @@
 #include <stddef.h>
 #include "fastkl_math.h"
 
-#if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
-#define FKL_PRAGMA(x) _Pragma(#x)
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FKL_PRAGMA(x) __pragma(x)
 #else
-#define FKL_PRAGMA(x)
+#define FKL_PRAGMA(x) _Pragma(#x)
 #endif
 
 /* Loop over one row (or a pair of rows) with the stride-1 case spelled out

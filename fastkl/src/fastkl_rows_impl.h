@@ -65,10 +65,10 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
     double bp = 0.0, bq = 0.0;
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
     case 0:
-        /* log(p/q): one division and one log beat two logs. */
+        /* log(p/q) with one division beats a division and a log, or two logs. */
         FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
             const double pv = x * ap, qv = y * aq;
-            double t = pv * fkl_log(pv / qv);
+            double t = pv * fkl_log_ratio(pv, qv);
             t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;
             t = ((pv == 0.0) & (qv >= 0.0)) ? 0.0 : t;
             t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
