@@ -74,6 +74,7 @@ def entropy_rows(const floating_in[:, :] p, floating_out[:] out, unsigned char[:
     cdef int64_t b = 0
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
+            b = 0  # assigned in the loop body, so each thread has its own
             out[i] = <floating_out>(scale * _entropy_row(&p[i, 0], sp, k, mode, &b))
             bad[i] = <unsigned char>b
 
@@ -88,6 +89,7 @@ def pair_rows(int measure, const floating_in[:, :] p, const floating_in[:, :] q,
     cdef int64_t b = 0
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
+            b = 0  # thread-private (see entropy_rows)
             out[i] = <floating_out>(scale * _pair_row(measure, &p[i, 0], sp, &q[i, 0], sq, k,
                                                       mode, &b))
             bad[i] = <unsigned char>b
@@ -280,6 +282,7 @@ def bce_rows(const floating_in[:, :] p, const floating_in[:, :] y, const floatin
     cdef double b = 0
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
+            b = 0  # thread-private (see entropy_rows)
             o = &out[i, 0] if has_out else NULL
             if floating_in is double:
                 row_sums[i] = fkl_bce_row_d(&p[i, 0], sp, &y[i, 0], sy, &w[i, 0], sw, k, o, so, &b)

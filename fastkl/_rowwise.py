@@ -80,7 +80,7 @@ def run(
         bad_flat = bad.reshape(-1)
         first = int(np.argmax(bad_flat != 0))
         if bad_flat[first]:
-            row = np.unravel_index(first, outer) if len(outer) > 1 else first
+            row = tuple(int(i) for i in np.unravel_index(first, outer)) if len(outer) > 1 else first
             raise ValueError(_bad_message(names, log_flags, int(bad_flat[first]), row, outer))
 
     if reduction == "none":

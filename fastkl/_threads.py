@@ -10,8 +10,11 @@ starting a full team.
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
+
+import numpy as np
 
 from . import _cpu
 
@@ -35,8 +38,12 @@ def _cpu_count() -> int:
 def _check(n_threads, name: str = "n_threads") -> int | None:
     if n_threads is None:
         return None
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+    if isinstance(n_threads, (bool, np.bool_)):
         raise TypeError(f"{name} must be None, -1 or a positive int, got {n_threads!r}")
+    try:
+        n_threads = operator.index(n_threads)
+    except TypeError:
+        raise TypeError(f"{name} must be None, -1 or a positive int, got {n_threads!r}") from None
     if n_threads == -1:
         return _cpu_count()
     if n_threads < 1:

@@ -47,8 +47,9 @@ _COMMON_DOC = """
         probability is negative, NaN or infinite, or a log-probability is NaN
         or ``+inf``.  The check is fused into the kernel's single pass.  With
         ``validate=False`` nothing is checked and such values follow the
-        conventions above (NaN propagates; a negative value gives the result
-        :mod:`scipy.special` gives).
+        conventions above: NaN propagates, and a negative value gives what
+        :mod:`scipy.special` gives (``+inf`` for KL as ``rel_entr``, ``-inf``
+        entropy as ``entr``) or NaN (cross-entropy).
     out : ndarray, optional
         Preallocated, writable array of the result's shape and dtype; it is
         filled and returned.

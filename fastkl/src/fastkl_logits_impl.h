@@ -39,10 +39,10 @@ static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrd
                                               FKL_T *out, ptrdiff_t so)
 {
     const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
-    const double c = m + fkl_log(FKL_S(fkl_row_sumexp)(x, sx, n, 1.0, m));
+    const double ls = fkl_log(FKL_S(fkl_row_sumexp)(x, sx, n, 1.0, m));
     FKL_PRAGMA(omp simd)
     for (ptrdiff_t i = 0; i < n; i++)
-        out[i * so] = (FKL_T)(((double)x[i * sx] - m) - (c - m));
+        out[i * so] = (FKL_T)(((double)x[i * sx] - m) - ls);
 }
 
 /* out = softmax(x): exp(x - m) stored in the sum pass, then scaled. */
@@ -57,7 +57,8 @@ static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_
         out[i * so] = (FKL_T)e;
         s += e;
     }
-    const double inv = 1.0 / s;
+    /* A row holding +inf (s = inf) or NaN is NaN throughout, as in scipy. */
+    const double inv = (s < FKL_INF) ? 1.0 / s : FKL_NAN;
     FKL_PRAGMA(omp simd)
     for (ptrdiff_t i = 0; i < n; i++)
         out[i * so] = (FKL_T)((double)out[i * so] * inv);

@@ -50,7 +50,7 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdif
         })
     }
     *bad = FKL_BAD_FLAGS(bp, bq);
-    return -acc;
+    return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
 }
 
 /* Kullback-Leibler divergence  KL(p||q) = sum p log(p/q). */
@@ -158,5 +158,5 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, 
     }
 #undef FKL_CE_BODY
     *bad = FKL_BAD_FLAGS(bp, bq);
-    return -acc;
+    return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
 }
