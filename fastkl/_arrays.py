@@ -10,6 +10,7 @@ the memory is unaligned / byte-swapped.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from typing import Sequence
@@ -105,31 +106,34 @@ def broadcast_rows(arrays: Sequence[np.ndarray], names: Sequence[str], axis) -> 
     Returns the views, each of shape ``outer + (K,)``, and ``outer``.
     """
     try:
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        shape = arrays[0].shape
+        if any(a.shape != shape for a in arrays):
+            shape = np.broadcast_shapes(*(a.shape for a in arrays))
     except ValueError:
         shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays))
         raise ValueError(f"shapes do not broadcast together: {shapes}") from None
     if len(shape) == 0:
         raise ValueError(f"{' and '.join(names)} must have at least one dimension (the distribution axis)")
     ax = check_axis(axis, len(shape))
-    views = [np.moveaxis(np.broadcast_to(a, shape), ax, -1) for a in arrays]
+    views = []
+    for a in arrays:  # skip the numpy calls when they would be no-ops (per-call overhead)
+        v = a if a.shape == shape else np.broadcast_to(a, shape)
+        views.append(v if ax == len(shape) - 1 else np.moveaxis(v, ax, -1))
     return views, views[0].shape[:-1]
 
 
 def collapse_rows(view: np.ndarray) -> np.ndarray | None:
     """View ``view`` of shape ``outer + (K,)`` as ``(prod(outer), K)``, or None if that needs a copy."""
-    outer, strides = view.shape[:-1], view.strides[:-1]
-    n = int(np.prod(outer, dtype=np.int64))
-    if len(outer) == 1:
+    if view.ndim == 2:
         return view
-    dims = [(s, st) for s, st in zip(outer, strides) if s != 1]
+    if view.ndim == 1:
+        return view[np.newaxis]
+    dims = [(s, st) for s, st in zip(view.shape[:-1], view.strides[:-1]) if s != 1]
     for (_, st_a), (s_b, st_b) in zip(dims, dims[1:]):
         if st_a != s_b * st_b:
             return None
-    row_stride = dims[-1][1] if dims else 0
-    return np.lib.stride_tricks.as_strided(
-        view, (n, view.shape[-1]), (row_stride, view.strides[-1]), writeable=False
-    )
+    # The strides line up, so numpy's reshape returns a view here, never a copy.
+    return view.reshape(math.prod(view.shape[:-1]), view.shape[-1])
 
 
 def row_blocks(views: Sequence[np.ndarray], outer: tuple[int, ...]):

@@ -8,6 +8,8 @@ applies the reduction.  It has no loop over rows.
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -51,7 +53,7 @@ def run(
     arrs = _arrays.common_float(*(_arrays.as_float_array(a, n) for a, n in zip(arrays, names)))
     views, outer = _arrays.broadcast_rows(arrs, names, axis)
     res_dtype = _arrays.result_dtype(arrs[0].dtype, dtype)
-    n_rows = int(np.prod(outer, dtype=np.int64))
+    n_rows = math.prod(outer)
     k = views[0].shape[-1]
 
     # Per-row values go straight into `out` when it can be viewed as 1-D;
@@ -76,7 +78,7 @@ def run(
     if not direct:
         np.copyto(rows, flat)
 
-    if validate and n_rows:
+    if validate and n_rows and bad.any():
         bad_flat = bad.reshape(-1)
         first = int(np.argmax(bad_flat != 0))
         if bad_flat[first]:
@@ -100,3 +102,20 @@ def run(
 def kernels():
     """The kernel module in use (looked up per call so tests can switch SIMD levels)."""
     return _dispatch.kernels
+
+
+_C_TYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
+
+
+@lru_cache(maxsize=None)
+def _specialise(fn, types):
+    return fn[types] if len(types) > 1 else fn[types[0]]
+
+
+def specialised(fn, *dtypes):
+    """The specialisation of fused Cython kernel ``fn`` for ``dtypes``.
+
+    Calling it directly skips Cython's run-time signature matching, a few
+    microseconds per call that dominate small inputs.
+    """
+    return _specialise(fn, tuple(_C_TYPES[np.dtype(d)] for d in dtypes))

@@ -89,13 +89,15 @@ def _mode(log_p: bool, log_q: bool, normalize: bool) -> int:
 def _pair_kernel(measure_name: str):
     def kernel(p, q, out, bad, mode, scale, n_threads):
         k = _rowwise.kernels()
-        k.pair_rows(getattr(k, measure_name), p, q, out, bad, mode, scale, n_threads)
+        fn = _rowwise.specialised(k.pair_rows, p.dtype, out.dtype)
+        fn(getattr(k, measure_name), p, q, out, bad, mode, scale, n_threads)
 
     return kernel
 
 
 def _entropy_kernel(p, out, bad, mode, scale, n_threads):
-    _rowwise.kernels().entropy_rows(p, out, bad, mode, scale, n_threads)
+    fn = _rowwise.specialised(_rowwise.kernels().entropy_rows, p.dtype, out.dtype)
+    fn(p, out, bad, mode, scale, n_threads)
 
 
 _KL_KERNEL = _pair_kernel("MEASURE_KL")
