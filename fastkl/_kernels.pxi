@@ -32,6 +32,14 @@ cdef extern from "fastkl_rows.h" nogil:
                                    Py_ssize_t n, int mode, int64_t *bad)
     double fkl_cross_entropy_row_f(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
                                    Py_ssize_t n, int mode, int64_t *bad)
+    double fkl_symmetric_kl_row_d(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
+                                  Py_ssize_t n, int mode, int64_t *bad)
+    double fkl_symmetric_kl_row_f(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                                  Py_ssize_t n, int mode, int64_t *bad)
+    double fkl_js_row_d(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
+                        Py_ssize_t n, int mode, int64_t *bad)
+    double fkl_js_row_f(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                        Py_ssize_t n, int mode, int64_t *bad)
 
 LOG_P = FKL_LOG_P
 LOG_Q = FKL_LOG_Q
@@ -41,8 +49,12 @@ NORMALIZE = FKL_NORMALIZE
 cdef enum:
     KL = 0
     CROSS_ENTROPY = 1
+    SYMMETRIC_KL = 2
+    JS = 3
 MEASURE_KL = KL
 MEASURE_CROSS_ENTROPY = CROSS_ENTROPY
+MEASURE_SYMMETRIC_KL = SYMMETRIC_KL
+MEASURE_JS = JS
 
 
 cdef inline double _entropy_row(const floating_in *p, Py_ssize_t sp, Py_ssize_t n,
@@ -59,11 +71,19 @@ cdef inline double _pair_row(int measure, const floating_in *p, Py_ssize_t sp,
     if floating_in is double:
         if measure == KL:
             return fkl_kl_row_d(p, sp, q, sq, n, mode, bad)
-        return fkl_cross_entropy_row_d(p, sp, q, sq, n, mode, bad)
+        if measure == CROSS_ENTROPY:
+            return fkl_cross_entropy_row_d(p, sp, q, sq, n, mode, bad)
+        if measure == SYMMETRIC_KL:
+            return fkl_symmetric_kl_row_d(p, sp, q, sq, n, mode, bad)
+        return fkl_js_row_d(p, sp, q, sq, n, mode, bad)
     else:
         if measure == KL:
             return fkl_kl_row_f(p, sp, q, sq, n, mode, bad)
-        return fkl_cross_entropy_row_f(p, sp, q, sq, n, mode, bad)
+        if measure == CROSS_ENTROPY:
+            return fkl_cross_entropy_row_f(p, sp, q, sq, n, mode, bad)
+        if measure == SYMMETRIC_KL:
+            return fkl_symmetric_kl_row_f(p, sp, q, sq, n, mode, bad)
+        return fkl_js_row_f(p, sp, q, sq, n, mode, bad)
 
 
 def entropy_rows(const floating_in[:, :] p, floating_out[:] out, unsigned char[:] bad,
@@ -82,7 +102,7 @@ def entropy_rows(const floating_in[:, :] p, floating_out[:] out, unsigned char[:
 def pair_rows(int measure, const floating_in[:, :] p, const floating_in[:, :] q,
               floating_out[:] out, unsigned char[:] bad, int mode, double scale,
               int n_threads):
-    """out[i] = scale * measure(p[i], q[i]) for measure KL or CROSS_ENTROPY."""
+    """out[i] = scale * measure(p[i], q[i]) for measure KL, CROSS_ENTROPY, SYMMETRIC_KL or JS."""
     cdef Py_ssize_t i, n = p.shape[0], k = p.shape[1]
     cdef Py_ssize_t sp = p.strides[1] // sizeof(floating_in)
     cdef Py_ssize_t sq = q.strides[1] // sizeof(floating_in)

@@ -12,6 +12,8 @@ LOG_Q: int
 NORMALIZE: int
 MEASURE_KL: int
 MEASURE_CROSS_ENTROPY: int
+MEASURE_SYMMETRIC_KL: int
+MEASURE_JS: int
 
 def entropy_rows(p: _F, out: _F, bad: NDArray[np.uint8], mode: int, scale: float, n_threads: int) -> None: ...
 def pair_rows(measure: int, p: _F, q: _F, out: _F, bad: NDArray[np.uint8], mode: int, scale: float,

@@ -85,13 +85,22 @@ def run(
             row = tuple(int(i) for i in np.unravel_index(first, outer)) if len(outer) > 1 else first
             raise ValueError(_bad_message(names, log_flags, int(bad_flat[first]), row, outer))
 
+    return finish_rows(rows, reduction, out, res_dtype)
+
+
+def finish_rows(rows: np.ndarray, reduction: str, out, res_dtype=None):
+    """Apply ``reduction`` to per-row values (summed in float64) and place the result.
+
+    With ``reduction="none"`` ``rows`` is already the result (or ``out``).
+    """
+    res_dtype = rows.dtype if res_dtype is None else res_dtype
     if reduction == "none":
         if out is not None:
             return out
         return rows[()] if rows.ndim == 0 else rows
-    total = float(np.sum(rows))
+    total = float(np.sum(rows, dtype=np.float64))
     if reduction == "mean":
-        total = total / n_rows if n_rows else float("nan")
+        total = total / rows.size if rows.size else float("nan")
     value = np.asarray(total, dtype=res_dtype)
     if out is not None:
         out[()] = value

@@ -160,3 +160,77 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, 
     *bad = FKL_BAD_FLAGS(bp, bq);
     return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
 }
+
+/* The four input modes of a two-argument measure, with BODY written in terms
+ * of pv, qv (probabilities, normalised) and lr = log(pv/qv), passed as the
+ * variadic argument so that it may contain commas. */
+#define FKL_PAIR_MODES(MODE, ...)                                                        \
+    switch ((MODE) & (FKL_LOG_P | FKL_LOG_Q)) {                                           \
+    case 0:                                                                               \
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
+            const double pv = x * ap, qv = y * aq, lr = fkl_log_ratio(pv, qv);            \
+            __VA_ARGS__ bp += FKL_BAD_LIN(x); bq += FKL_BAD_LIN(y); })                           \
+        break;                                                                            \
+    case FKL_LOG_P:                                                                       \
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
+            const double lp = x + ap, pv = fkl_exp(lp), qv = y * aq, lr = lp - fkl_log(qv); \
+            __VA_ARGS__ bp += FKL_BAD_LOG(x); bq += FKL_BAD_LIN(y); })                           \
+        break;                                                                            \
+    case FKL_LOG_Q:                                                                       \
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
+            const double lq = y + aq, pv = x * ap, qv = fkl_exp(lq), lr = fkl_log(pv) - lq; \
+            __VA_ARGS__ bp += FKL_BAD_LIN(x); bq += FKL_BAD_LOG(y); })                           \
+        break;                                                                            \
+    default:                                                                              \
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
+            const double lp = x + ap, lq = y + aq, pv = fkl_exp(lp), qv = fkl_exp(lq),    \
+                         lr = lp - lq;                                                    \
+            __VA_ARGS__ bp += FKL_BAD_LOG(x); bq += FKL_BAD_LOG(y); })                           \
+        break;                                                                            \
+    }
+
+/* Symmetric KL  KL(p||q) + KL(q||p) = sum (p - q) log(p/q). */
+static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q,
+                                                 ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
+{
+    const int norm = mode & FKL_NORMALIZE;
+    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, mode & FKL_LOG_P) : ((mode & FKL_LOG_P) ? 0.0 : 1.0);
+    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, mode & FKL_LOG_Q) : ((mode & FKL_LOG_Q) ? 0.0 : 1.0);
+    double acc = 0.0, bp = 0.0, bq = 0.0;
+    FKL_PAIR_MODES(mode, {
+        double t = (pv - qv) * lr;
+        t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;      /* as rel_entr */
+        t = ((pv == 0.0) & (qv == 0.0)) ? 0.0 : t;
+        t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
+        acc += t;
+    })
+    *bad = FKL_BAD_FLAGS(bp, bq);
+    return acc;
+}
+
+/* Jensen-Shannon divergence  (KL(p||m) + KL(q||m)) / 2,  m = (p + q) / 2.
+ * Each term x log(x/m) is 0 for x = 0; JS is finite (<= log 2) for
+ * probability rows.  Rounding can leave it a few ulp below 0; clamped. */
+static inline double FKL_S(fkl_js_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q,
+                                       ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
+{
+    const int norm = mode & FKL_NORMALIZE;
+    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, mode & FKL_LOG_P) : ((mode & FKL_LOG_P) ? 0.0 : 1.0);
+    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, mode & FKL_LOG_Q) : ((mode & FKL_LOG_Q) ? 0.0 : 1.0);
+    double acc = 0.0, bp = 0.0, bq = 0.0;
+    FKL_PAIR_MODES(mode, {
+        const double m = 0.5 * (pv + qv);
+        double tp = pv * fkl_log_ratio(pv, m), tq = qv * fkl_log_ratio(qv, m);
+        tp = (pv == 0.0) ? 0.0 : tp;
+        tq = (qv == 0.0) ? 0.0 : tq;
+        double t = tp + tq;
+        t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;
+        t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
+        (void)lr;
+        acc += t;
+    })
+    *bad = FKL_BAD_FLAGS(bp, bq);
+    acc *= 0.5;
+    return (acc < 0.0) ? 0.0 : acc;
+}
+#undef FKL_PAIR_MODES
