@@ -12,16 +12,34 @@ of every public function for comparison.
 from ._version import __version__
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads
-from .measures import cross_entropy, entropy, kl_divergence
+from .measures import cross_entropy, entropy, js_divergence, kl_divergence, symmetric_kl
+from .logits import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    kl_divergence_logits,
+    log_softmax,
+    logsumexp,
+    softmax,
+    softmax_cross_entropy,
+)
 from . import reference
 
 __all__ = [
     "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
     "cross_entropy",
     "entropy",
     "get_num_threads",
+    "js_divergence",
     "kl_divergence",
+    "kl_divergence_logits",
+    "log_softmax",
+    "logsumexp",
     "reference",
     "set_num_threads",
     "show_config",
+    "softmax",
+    "softmax_cross_entropy",
+    "symmetric_kl",
 ]
