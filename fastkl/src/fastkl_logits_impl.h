@@ -20,18 +20,26 @@ FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n
     return (m > -FKL_INF && m < FKL_INF) ? m : 0.0;
 }
 
-/* sum exp(x*scale - m) */
-FKL_INLINE double FKL_S(fkl_row_sumexp)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale, double m)
+/* log sum exp(x*scale - m).  The terms at the max are exactly 1: they are
+ * counted apart (cnt) from the rest, and log(cnt + rest) is formed as
+ * log(cnt) + log1p(rest/cnt), so a row dominated by one logit -- a confident
+ * prediction, a tiny loss -- keeps full relative accuracy. */
+FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale, double m)
 {
-    double s = 0.0;
-    FKL_ROW_LOOP1(z, sx, n, reduction(+ : s), s += fkl_exp(x * scale - m);)
-    return s;
+    double cnt = 0.0, rest = 0.0;
+    FKL_ROW_LOOP1(z, sx, n, reduction(+ : cnt, rest), {
+        const double d = x * scale - m;
+        const double e = FKL_EXPT(d);
+        cnt += (d == 0.0) ? 1.0 : 0.0;
+        rest += (d == 0.0) ? 0.0 : e;
+    })
+    return fkl_log_count_plus(cnt, rest);
 }
 
 static inline double FKL_S(fkl_logsumexp_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n)
 {
     const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
-    return m + fkl_log(FKL_S(fkl_row_sumexp)(x, sx, n, 1.0, m));
+    return m + FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m);
 }
 
 /* out = log_softmax(x), computed as (x - m) - log(sum exp(x - m)) like scipy. */
@@ -39,7 +47,7 @@ static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrd
                                               FKL_T *out, ptrdiff_t so)
 {
     const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
-    const double ls = fkl_log(FKL_S(fkl_row_sumexp)(x, sx, n, 1.0, m));
+    const double ls = FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m);
     FKL_PRAGMA(omp simd)
     for (ptrdiff_t i = 0; i < n; i++)
         out[i * so] = (FKL_T)(((double)x[i * sx] - m) - ls);
@@ -53,7 +61,7 @@ static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_
     double s = 0.0;
     FKL_PRAGMA(omp simd reduction(+ : s))
     for (ptrdiff_t i = 0; i < n; i++) {
-        const double e = fkl_exp((double)x[i * sx] - m);
+        const double e = FKL_EXPT((double)x[i * sx] - m);
         out[i * so] = (FKL_T)e;
         s += e;
     }
@@ -80,34 +88,37 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
     const double xy = (double)z[y * sx];
     const double wy = w ? w[y] : 1.0;
     const double ec = eps / (double)n;
-    double s = 0.0, swx = 0.0;
+    double cnt = 0.0, rest = 0.0, swx = 0.0, ls;
     if (eps == 0.0) {
-        s = FKL_S(fkl_row_sumexp)(z, sx, n, 1.0, m);
-    } else if (w) {
-        FKL_PRAGMA(omp simd reduction(+ : s, swx))
-        for (ptrdiff_t i = 0; i < n; i++) {
-            const double v = (double)z[i * sx];
-            s += fkl_exp(v - m);
-            swx += w[i] * v;
-        }
+        ls = FKL_S(fkl_row_logsumexp_shifted)(z, sx, n, 1.0, m);
     } else {
-        FKL_ROW_LOOP1(z, sx, n, reduction(+ : s, swx), { s += fkl_exp(x - m); swx += x; })
+        FKL_PRAGMA(omp simd reduction(+ : cnt, rest, swx))
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const double d = (double)z[i * sx] - m;
+            const double e = FKL_EXPT(d);
+            cnt += (d == 0.0) ? 1.0 : 0.0;
+            rest += (d == 0.0) ? 0.0 : e;
+            swx -= (w ? w[i] : 1.0) * d;   /* sum w_c (m - x_c) */
+        }
+        ls = fkl_log_count_plus(cnt, rest);
     }
-    const double lse = m + fkl_log(s);
-    double loss = (1.0 - eps) * wy * (lse - xy);
+    /* Shift-invariant forms: lse - x_c = (m - x_c) + log(s), so a small loss
+     * is not swamped by the rounding of a large row max. */
+    const double lse = m + ls;
+    double loss = (1.0 - eps) * wy * ((m - xy) + ls);
     if (eps != 0.0)
-        loss += ec * (lse * wsum - swx);
+        loss += ec * (ls * wsum + swx);   /* swx = sum w_c (m - x_c) */
     if (grad) {
         const double a = gscale * ((1.0 - eps) * wy + ec * wsum);
         const double gec = gscale * ec;
         if (w) {
             FKL_PRAGMA(omp simd)
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i * sg] = (FKL_T)(fkl_exp((double)z[i * sx] - lse) * a - gec * w[i]);
+                grad[i * sg] = (FKL_T)(FKL_EXPT((double)z[i * sx] - lse) * a - gec * w[i]);
         } else {
             FKL_PRAGMA(omp simd)
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i * sg] = (FKL_T)(fkl_exp((double)z[i * sx] - lse) * a - gec);
+                grad[i * sg] = (FKL_T)(FKL_EXPT((double)z[i * sx] - lse) * a - gec);
         }
         grad[y * sg] = (FKL_T)((double)grad[y * sg] - gscale * (1.0 - eps) * wy);
     }
@@ -116,7 +127,7 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
 
 /*
  * Softmax cross-entropy of one row against probability targets t:
- *   a_c = w_c ((1-eps) t_c + eps/C),  loss = sum_c a_c (lse - x_c),
+ *   a_c = w_c ((1-eps) t_c + eps/C),  loss = sum_c a_c ((m - x_c) + log s),
  *   grad_c = gscale * (softmax_c * sum(a) - a_c).
  * A class with a_c = 0 contributes 0 even where x_c = -inf.
  */
@@ -126,31 +137,33 @@ static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *x, ptrdiff_t sx, const 
 {
     const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
     const double ec = eps / (double)n;
-    double s = 0.0, sa = 0.0, sax = 0.0;
-    FKL_PRAGMA(omp simd reduction(+ : s, sa, sax))
+    double cnt = 0.0, rest = 0.0, sa = 0.0, sam = 0.0;
+    FKL_PRAGMA(omp simd reduction(+ : cnt, rest, sa, sam))
     for (ptrdiff_t i = 0; i < n; i++) {
-        const double v = (double)x[i * sx];
+        const double d = (double)x[i * sx] - m;
         const double a = (w ? w[i] : 1.0) * ((1.0 - eps) * (double)t[i * st] + ec);
-        s += fkl_exp(v - m);
+        const double e = FKL_EXPT(d);
+        cnt += (d == 0.0) ? 1.0 : 0.0;
+        rest += (d == 0.0) ? 0.0 : e;
         sa += a;
-        sax += (a == 0.0) ? 0.0 : a * v;
+        sam -= (a == 0.0) ? 0.0 : a * d;   /* sum a_c (m - x_c), shift-invariant */
     }
-    const double lse = m + fkl_log(s);
+    const double ls = fkl_log_count_plus(cnt, rest), lse = m + ls;
     if (grad) {
         const double ga = gscale * sa;
         FKL_PRAGMA(omp simd)
         for (ptrdiff_t i = 0; i < n; i++) {
             const double a = (w ? w[i] : 1.0) * ((1.0 - eps) * (double)t[i * st] + ec);
-            grad[i * sg] = (FKL_T)(fkl_exp((double)x[i * sx] - lse) * ga - gscale * a);
+            grad[i * sg] = (FKL_T)(FKL_EXPT((double)x[i * sx] - lse) * ga - gscale * a);
         }
     }
-    return lse * sa - sax;
+    return ls * sa + sam;
 }
 
 /*
  * KL(softmax(a/T) || softmax(b/T)) for one row, a = teacher (p) logits,
  * b = student (q) logits, inv_t = 1/T:
- *   KL = D/Sa - lse_a + lse_b,  D = sum exp(a' - ma) (a' - b'),
+ *   KL = D/Sa - log Sa + log Sb,  D = sum exp(a' - ma) ((a' - ma) - (b' - mb)),
  * and, when grad is not NULL, d KL / d b_c = gscale * (q_c - p_c) / T.
  */
 static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, const FKL_T *b, ptrdiff_t sb,
@@ -161,15 +174,15 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, cons
     const double mb = FKL_S(fkl_row_shift)(b, sb, n, inv_t);
     double Sa = 0.0, Sb = 0.0, D = 0.0;
     FKL_ROW_LOOP2(a, sa, b, sb, n, reduction(+ : Sa, Sb, D), {
-        const double u = x * inv_t, v = y * inv_t;
-        const double ea = fkl_exp(u - ma);
+        const double u = x * inv_t - ma, v = y * inv_t - mb;   /* shifted: no cancellation of large logits */
+        const double ea = fkl_exp(u);
         Sa += ea;
-        Sb += fkl_exp(v - mb);
+        Sb += fkl_exp(v);
         D += (ea == 0.0) ? 0.0 : ea * (u - v);
     })
-    const double lse_a = ma + fkl_log(Sa), lse_b = mb + fkl_log(Sb);
+    const double la = fkl_log(Sa), lb = fkl_log(Sb);
     if (grad) {
-        const double g = gscale * inv_t;
+        const double g = gscale * inv_t, lse_a = ma + la, lse_b = mb + lb;
         FKL_PRAGMA(omp simd)
         for (ptrdiff_t i = 0; i < n; i++) {
             const double pa = fkl_exp((double)a[i * sa] * inv_t - lse_a);
@@ -177,7 +190,7 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, cons
             grad[i * sg] = (FKL_T)(g * (qb - pa));
         }
     }
-    return D / Sa - lse_a + lse_b;
+    return D / Sa - la + lb;
 }
 
 /*
@@ -201,8 +214,7 @@ static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, ptrdiff_t sx, con
         const double wv = (double)w[i * sw], lw = 1.0 + ((double)r[i * sr] - 1.0) * yv;
         const double e = fkl_exp(-fabs(xv));             /* in (0, 1] */
         const double u = 1.0 + e;
-        /* log1p(e) without cancellation: log(u) * e / (u - 1) */
-        const double l1p = (u == 1.0) ? e : fkl_log(u) * (e / (u - 1.0));
+        const double l1p = fkl_log1p(e);
         const double l = wv * ((1.0 - yv) * xv + lw * (l1p + (xv < 0.0 ? -xv : 0.0)));
         acc += l;
         if (out) out[i * so] = (FKL_T)l;

@@ -76,6 +76,23 @@ FKL_INLINE double fkl_log(double x)
     return r;
 }
 
+/* ---- log1p(x) for x >= 0 from fkl_log: log(u) * x / (u - 1), u = 1 + x,
+ * corrects the rounding of u (Goldberg's trick); <= 2 ulp. */
+FKL_INLINE double fkl_log1p(double x)
+{
+    const double u = 1.0 + x;
+    const double d = u - 1.0;
+    const double r = fkl_log(u) * (x / ((d == 0.0) ? 1.0 : d));
+    return (d == 0.0) ? x : ((u == FKL_INF) ? u : r);
+}
+
+/* log(cnt + rest) as log(cnt) + log1p(rest/cnt) for cnt >= 1 (see
+ * fkl_row_logsumexp_shifted); log(rest) when cnt = 0. */
+FKL_INLINE double fkl_log_count_plus(double cnt, double rest)
+{
+    return (cnt > 0.0) ? fkl_log(cnt) + fkl_log1p(rest / cnt) : fkl_log(rest);
+}
+
 /* ---- log(p/q) with a single division (the KL kernel's hot spot).
  * p = 2^ep mp, q = 2^eq mq with mantissas in [1, 2); the ratio of mantissas
  * is brought into [sqrt(2)/2, sqrt(2)) by doubling or halving mq, and

@@ -67,18 +67,28 @@
 #define FKL_LOG_Q 2
 #define FKL_NORMALIZE 4
 
+/* FKL_EXPT(v): exp of a double argument at the precision the element type
+ * warrants.  float32 logits get the float exp (8 lanes on AVX2 instead of 4,
+ * <= 1.05 ulp): each term is then off by ~1e-7 relative while the sums stay
+ * in double, so a loss keeps ~2e-7 relative accuracy (the largest term,
+ * exp(0) = 1, is exact).  Measures with cancellation (KL, entropy) keep the
+ * double exp. */
 #define FKL_T double
 #define FKL_S(name) name##_d
+#define FKL_EXPT(v) fkl_exp(v)
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
+#undef FKL_EXPT
 
 #define FKL_T float
 #define FKL_S(name) name##_f
+#define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
+#undef FKL_EXPT
 
 #endif /* FASTKL_ROWS_H */
