@@ -42,25 +42,25 @@ FKL_INLINE uint32_t fkl_bitsf(float x) { uint32_t u; memcpy(&u, &x, 4); return u
 FKL_INLINE float fkl_from_bitsf(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
 /* ---- double log: x = 2^k (1+f), 1+f in [sqrt(2)/2, sqrt(2)),
- * log(1+f) = f - hfsq + s (hfsq + R(s^2)), s = f / (2 + f) (fdlibm e_log.c). */
-FKL_INLINE double fkl_log(double x)
+ * log(1+f) = f - hfsq + s (hfsq + R(s^2)), s = f / (2 + f) (fdlibm e_log.c).
+ * fkl_log_core takes a positive normal x and the power of two `kshift` by
+ * which a subnormal was scaled up; fkl_log_normal is the kernels' fast path
+ * (positive normal finite x only), fkl_log handles every input. */
+FKL_INLINE double fkl_log_core(double x, double kshift)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
                  Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
                  Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
                  Lg7 = 1.479819860511658591e-01;
-    /* Subnormals: scale into the normal range first (k corrected below). */
-    const int sub = x < 0x1p-1022;
-    const double xs = sub ? x * 0x1p54 : x;
-    uint64_t ix = fkl_bits(xs);
+    uint64_t ix = fkl_bits(x);
     /* Move the split point from 1 to sqrt(2)/2 so that the exponent field
      * directly gives k and the mantissa lands in [sqrt(2)/2, sqrt(2)). */
     ix += (uint64_t)(0x3ff00000 - 0x3fe6a09e) << 32;
     /* k as a double without an int64->double conversion (AVX2 has none):
      * plant the 11 exponent bits in the mantissa of 2^52. */
     const double e = fkl_from_bits((ix >> 52) | 0x4330000000000000ULL) - 0x1p52;
-    const double dk = e - 1023.0 - (sub ? 54.0 : 0.0);
+    const double dk = e - 1023.0 - kshift;
     ix = (ix & 0x000fffffffffffffULL) + ((uint64_t)0x3fe6a09e << 32);
     const double f = fkl_from_bits(ix) - 1.0;
     const double hfsq = 0.5 * f * f;
@@ -68,7 +68,15 @@ FKL_INLINE double fkl_log(double x)
     const double z = s * s, w = z * z;
     const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
     const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-    double r = s * (hfsq + (t1 + t2)) + dk * ln2_lo - hfsq + f + dk * ln2_hi;
+    return s * (hfsq + (t1 + t2)) + dk * ln2_lo - hfsq + f + dk * ln2_hi;
+}
+
+FKL_INLINE double fkl_log_normal(double x) { return fkl_log_core(x, 0.0); }
+
+FKL_INLINE double fkl_log(double x)
+{
+    const int sub = x < 0x1p-1022;  /* subnormals: scale into the normal range */
+    double r = fkl_log_core(sub ? x * 0x1p54 : x, sub ? 54.0 : 0.0);
     r = (x == 0.0) ? -FKL_INF : r;
     r = (x < 0.0) ? FKL_NAN : r;
     r = (x == FKL_INF) ? FKL_INF : r;
@@ -99,27 +107,35 @@ FKL_INLINE double fkl_log_count_plus(double cnt, double rest)
  * log(mp/mq) = 2 atanh(s) = 2s + s R(s^2), s = (mp - mq)/(mp + mq), with
  * fdlibm's polynomial R.  The division that forms p/q and the one inside
  * log are merged into the one that forms s.  <= 2 ulp away from 0. */
-FKL_INLINE double fkl_log_ratio(double p, double q)
+FKL_INLINE double fkl_log_ratio_core(double p, double q, double pshift, double qshift)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
                  Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
                  Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
                  Lg7 = 1.479819860511658591e-01;
-    const int psub = p < 0x1p-1022, qsub = q < 0x1p-1022;
-    const uint64_t ip = fkl_bits(psub ? p * 0x1p54 : p), iq = fkl_bits(qsub ? q * 0x1p54 : q);
+    const uint64_t ip = fkl_bits(p), iq = fkl_bits(q);
     const double ep = fkl_from_bits((ip >> 52) | 0x4330000000000000ULL) - 0x1p52;
     const double eq = fkl_from_bits((iq >> 52) | 0x4330000000000000ULL) - 0x1p52;
     const double mp = fkl_from_bits((ip & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
     const double mq0 = fkl_from_bits((iq & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
     const int up = mp >= 1.4142135623730951 * mq0, down = mp * 1.4142135623730951 < mq0;
     const double mq = up ? 2.0 * mq0 : (down ? 0.5 * mq0 : mq0);
-    const double dk = (ep - (psub ? 54.0 : 0.0)) - (eq - (qsub ? 54.0 : 0.0))
-                      + (up ? 1.0 : 0.0) - (down ? 1.0 : 0.0);
+    const double dk = ((ep - pshift) - (eq - qshift)) + (up ? 1.0 : 0.0) - (down ? 1.0 : 0.0);
     const double s = (mp - mq) / (mp + mq);
     const double z = s * s, w = z * z;
     const double R = w * (Lg2 + w * (Lg4 + w * Lg6)) + z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-    double r = dk * ln2_hi + ((dk * ln2_lo + s * R) + 2.0 * s);
+    return dk * ln2_hi + ((dk * ln2_lo + s * R) + 2.0 * s);
+}
+
+/* Fast path: p, q positive normal finite. */
+FKL_INLINE double fkl_log_ratio_normal(double p, double q) { return fkl_log_ratio_core(p, q, 0.0, 0.0); }
+
+FKL_INLINE double fkl_log_ratio(double p, double q)
+{
+    const int psub = p < 0x1p-1022, qsub = q < 0x1p-1022;
+    double r = fkl_log_ratio_core(psub ? p * 0x1p54 : p, qsub ? q * 0x1p54 : q,
+                                  psub ? 54.0 : 0.0, qsub ? 54.0 : 0.0);
     /* Specials, as log(p/q) would give them. */
     r = ((p == 0.0) | (q == FKL_INF)) ? -FKL_INF : r;
     r = ((q == 0.0) | (p == FKL_INF)) ? FKL_INF : r;

@@ -12,6 +12,9 @@
  *   - p > 0 with q = 0 gives +inf;
  *   - NaN propagates;
  *   - a negative p or q gives +inf (KL), -inf (entropy) or NaN (cross-entropy).
+ * Rows of ordinary probabilities (p zero or normal, q normal) take a fast
+ * loop with one select per element; any other row is redone by a general
+ * loop that applies every convention.
  * Each function also ORs into *bad a flag per argument that holds a value that
  * is not a probability (bit 0: p, bit 1: q): negative, NaN or +inf in linear
  * space, NaN or +inf in log space.  The check is fused into the same pass.
@@ -60,6 +63,13 @@
  * double arithmetic on SSE2. */
 #define FKL_BAD_LIN(v) ((((v) >= 0.0) & ((v) < FKL_INF)) ? 0.0 : 1.0)
 #define FKL_BAD_LOG(v) (((v) < FKL_INF) ? 0.0 : 1.0)
+/* Fast-path guard, checked once per row from the row's min and sum: every
+ * value >= 0 and the sum finite (so no NaN or inf); for q also min >= the
+ * smallest normal (no 0, no subnormal).  Rows failing it (q = 0, negatives,
+ * inf, NaN) are recomputed by the general loop, which applies every
+ * convention and sets the validity flags.  A subnormal p passes: its term is
+ * below 1e-304 in absolute value, however its log is rounded. */
+#define FKL_FAST_ROW_OK(lo, sum) ((lo) >= 0.0 && (sum) < FKL_INF)
 #define FKL_BAD_FLAGS(bp, bq) ((int64_t)((bp) > 0.0) | ((int64_t)((bq) > 0.0) << 1))
 
 /* Bits of `mode`. */

@@ -32,6 +32,19 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdif
     double acc = 0.0;
     double bp = 0.0, bq = 0.0;
     if (!log_p) {
+        double sum = 0.0, lo = FKL_INF;
+        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, sum) reduction(min : lo), {
+            const double pv = x * ap;
+            const double t = pv * fkl_log_normal(pv);
+            acc += (pv == 0.0) ? 0.0 : t;
+            sum += pv;
+            lo = (pv < lo) ? pv : lo;
+        })
+        if (FKL_FAST_ROW_OK(lo, sum)) {
+            *bad = 0;
+            return 0.0 - acc;
+        }
+        acc = 0.0;
         FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, bp, bq), {
             const double pv = x * ap;
             double t = pv * fkl_log(pv);
@@ -64,8 +77,21 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
     double acc = 0.0;
     double bp = 0.0, bq = 0.0;
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
-    case 0:
+    case 0: {
         /* log(p/q) with one division beats a division and a log, or two logs. */
+        double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF;
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), {
+            const double pv = x * ap, qv = y * aq;
+            const double t = pv * fkl_log_ratio_normal(pv, qv);
+            acc += (pv == 0.0) ? 0.0 : t;
+            sum_p += pv;
+            sum_q += qv;
+            lo_p = (pv < lo_p) ? pv : lo_p;
+            lo_q = (qv < lo_q) ? qv : lo_q;
+        })
+        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= 0x1p-1022 && sum_q < FKL_INF)
+            break;
+        acc = 0.0;
         FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
             const double pv = x * ap, qv = y * aq;
             double t = pv * fkl_log_ratio(pv, qv);
@@ -77,6 +103,7 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
             bq += FKL_BAD_LIN(y);
         })
         break;
+    }
     case FKL_LOG_P:
         FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
             const double lp = x + ap, pv = fkl_exp(lp), qv = y * aq;
@@ -139,10 +166,24 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, 
         bq += (BADQ);                                                  \
     }
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
-    case 0:
+    case 0: {
+        double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF;
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), {
+            const double pv = x * ap, qv = y * aq;
+            const double t = pv * fkl_log_normal(qv);
+            acc += (pv == 0.0) ? 0.0 : t;
+            sum_p += pv;
+            sum_q += qv;
+            lo_p = (pv < lo_p) ? pv : lo_p;
+            lo_q = (qv < lo_q) ? qv : lo_q;
+        })
+        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= 0x1p-1022 && sum_q < FKL_INF)
+            break;
+        acc = 0.0;
         FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
                       FKL_CE_BODY(x * ap, fkl_log(y * aq), FKL_BAD_LIN(x), FKL_BAD_LIN(y)))
         break;
+    }
     case FKL_LOG_P:
         FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
                       FKL_CE_BODY(fkl_exp(x + ap), fkl_log(y * aq), FKL_BAD_LOG(x), FKL_BAD_LIN(y)))
