@@ -172,11 +172,14 @@ def _floor_call(inputs: Inputs) -> Callable[[], Any]:
     per element -- far less arithmetic than any measure, so it runs at memory speed.
     ``p.sum()`` would be single-threaded (numpy ufuncs do not thread) and so would
     understate the floor on several cores.  For one input we take ``dot(x, x)``: both
-    operands stream the same addresses, so memory is still read once.  (float32 goes
-    through ``sdot`` and accumulates in float32; the value is thrown away, only the
-    time matters.)
+    operands stream the same addresses, so memory is still read once.  float32 inputs
+    are viewed as float64 (the same bytes) because ``sdot`` ran below memory speed;
+    the value is thrown away, only the time matters.
     """
     flat = [np.ravel(a) for a in inputs]
+    # The floor is about bytes: stream float32 data as float64 (same bytes) since
+    # OpenBLAS's sdot measured well below memory speed here while ddot reaches it.
+    flat = [a.view(np.float64) if a.dtype == np.float32 and a.size % 2 == 0 else a for a in flat]
     x, y = (flat[0], flat[0]) if len(flat) == 1 else flat
     return lambda: np.dot(x, y)
 

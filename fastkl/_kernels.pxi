@@ -21,7 +21,7 @@ ctypedef fused floating_out:
     float
 
 cdef extern from "fastkl_rows.h" nogil:
-    int FKL_LOG_P, FKL_LOG_Q, FKL_NORMALIZE
+    int FKL_LOG_P, FKL_LOG_Q, FKL_NORMALIZE, FKL_OUT_F32
     double fkl_entropy_row_d(const double *p, Py_ssize_t sp, Py_ssize_t n, int mode, int64_t *bad)
     double fkl_entropy_row_f(const float *p, Py_ssize_t sp, Py_ssize_t n, int mode, int64_t *bad)
     double fkl_kl_row_d(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
@@ -44,6 +44,7 @@ cdef extern from "fastkl_rows.h" nogil:
 LOG_P = FKL_LOG_P
 LOG_Q = FKL_LOG_Q
 NORMALIZE = FKL_NORMALIZE
+OUT_F32 = FKL_OUT_F32
 
 # Which pairwise measure a two-argument kernel computes.
 cdef enum:

@@ -53,6 +53,8 @@ def run(
     arrs = _arrays.common_float(*(_arrays.as_float_array(a, n) for a, n in zip(arrays, names)))
     views, outer = _arrays.broadcast_rows(arrs, names, axis)
     res_dtype = _arrays.result_dtype(arrs[0].dtype, dtype)
+    if res_dtype == np.float32:
+        mode |= kernels().OUT_F32  # float32 result: float logs are accurate enough
     n_rows = math.prod(outer)
     k = views[0].shape[-1]
 

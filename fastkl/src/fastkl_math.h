@@ -184,18 +184,17 @@ FKL_INLINE double fkl_exp(double x)
     return y;
 }
 
-/* ---- float log, evaluated in float (fdlibm e_logf.c). */
-FKL_INLINE float fkl_logf(float x)
+/* ---- float log, evaluated in float (fdlibm e_logf.c); core / fast path /
+ * full version as for double. */
+FKL_INLINE float fkl_logf_core(float x, float kshift)
 {
     const float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
     const float Lg1 = 0xaaaaaa.0p-24f, Lg2 = 0xccce13.0p-25f,
                 Lg3 = 0x91e9ee.0p-25f, Lg4 = 0xf89e26.0p-26f;
-    const int sub = x < 0x1p-126f;
-    const float xs = sub ? x * 0x1p25f : x;
-    uint32_t ix = fkl_bitsf(xs);
+    uint32_t ix = fkl_bitsf(x);
     ix += 0x3f800000 - 0x3f3504f3;
     const float e = fkl_from_bitsf((ix >> 23) | 0x4b000000u) - 0x1p23f;
-    const float dk = e - 127.0f - (sub ? 25.0f : 0.0f);
+    const float dk = e - 127.0f - kshift;
     ix = (ix & 0x007fffff) + 0x3f3504f3;
     const float f = fkl_from_bitsf(ix) - 1.0f;
     const float s = f / (2.0f + f);
@@ -203,7 +202,15 @@ FKL_INLINE float fkl_logf(float x)
     const float t1 = w * (Lg2 + w * Lg4);
     const float t2 = z * (Lg1 + w * Lg3);
     const float hfsq = 0.5f * f * f;
-    float r = s * (hfsq + (t1 + t2)) + dk * ln2_lo - hfsq + f + dk * ln2_hi;
+    return s * (hfsq + (t1 + t2)) + dk * ln2_lo - hfsq + f + dk * ln2_hi;
+}
+
+FKL_INLINE float fkl_logf_normal(float x) { return fkl_logf_core(x, 0.0f); }
+
+FKL_INLINE float fkl_logf(float x)
+{
+    const int sub = x < 0x1p-126f;
+    float r = fkl_logf_core(sub ? x * 0x1p25f : x, sub ? 25.0f : 0.0f);
     r = (x == 0.0f) ? -(float)INFINITY : r;
     r = (x < 0.0f) ? (float)NAN : r;
     r = (x == (float)INFINITY) ? (float)INFINITY : r;

@@ -76,29 +76,38 @@
 #define FKL_LOG_P 1
 #define FKL_LOG_Q 2
 #define FKL_NORMALIZE 4
+/* The result is rounded to float32: entropy and cross-entropy of float32
+ * input may then take their logs in float (see FKL_LOGT_NORMAL). */
+#define FKL_OUT_F32 8
 
 /* FKL_EXPT(v): exp of a double argument at the precision the element type
  * warrants.  float32 logits get the float exp (8 lanes on AVX2 instead of 4,
  * <= 1.05 ulp): each term is then off by ~1e-7 relative while the sums stay
  * in double, so a loss keeps ~2e-7 relative accuracy (the largest term,
- * exp(0) = 1, is exact).  Measures with cancellation (KL, entropy) keep the
- * double exp. */
+ * exp(0) = 1, is exact).  Likewise FKL_LOGT_NORMAL, the fast-path log of
+ * entropy and cross-entropy, whose terms share one sign for probabilities
+ * (so per-term relative errors do not grow in the sum).  KL, whose terms
+ * cancel, and every log-space path keep double precision. */
 #define FKL_T double
 #define FKL_S(name) name##_d
 #define FKL_EXPT(v) fkl_exp(v)
+#define FKL_LOGT_NORMAL(v) fkl_log_normal(v)
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
 #undef FKL_EXPT
+#undef FKL_LOGT_NORMAL
 
 #define FKL_T float
 #define FKL_S(name) name##_f
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
+#define FKL_LOGT_NORMAL(v) ((double)fkl_logf_normal((float)(v)))
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
 #undef FKL_EXPT
+#undef FKL_LOGT_NORMAL
 
 #endif /* FASTKL_ROWS_H */

@@ -33,13 +33,20 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdif
     double bp = 0.0, bq = 0.0;
     if (!log_p) {
         double sum = 0.0, lo = FKL_INF;
-        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, sum) reduction(min : lo), {
-            const double pv = x * ap;
-            const double t = pv * fkl_log_normal(pv);
-            acc += (pv == 0.0) ? 0.0 : t;
-            sum += pv;
-            lo = (pv < lo) ? pv : lo;
+#define FKL_ENTROPY_FAST(LOG)                                                           \
+        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, sum) reduction(min : lo), {          \
+            const double pv = x * ap;                                                   \
+            const double t = pv * LOG(pv);                                              \
+            acc += (pv == 0.0) ? 0.0 : t;                                               \
+            sum += pv;                                                                  \
+            lo = (pv < lo) ? pv : lo;                                                   \
         })
+        if (mode & FKL_OUT_F32) {
+            FKL_ENTROPY_FAST(FKL_LOGT_NORMAL)
+        } else {
+            FKL_ENTROPY_FAST(fkl_log_normal)
+        }
+#undef FKL_ENTROPY_FAST
         if (FKL_FAST_ROW_OK(lo, sum)) {
             *bad = 0;
             return 0.0 - acc;
@@ -168,15 +175,22 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, 
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
     case 0: {
         double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF;
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), {
-            const double pv = x * ap, qv = y * aq;
-            const double t = pv * fkl_log_normal(qv);
-            acc += (pv == 0.0) ? 0.0 : t;
-            sum_p += pv;
-            sum_q += qv;
-            lo_p = (pv < lo_p) ? pv : lo_p;
-            lo_q = (qv < lo_q) ? qv : lo_q;
+#define FKL_CE_FAST(LOG)                                                                \
+        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), { \
+            const double pv = x * ap, qv = y * aq;                                      \
+            const double t = pv * LOG(qv);                                              \
+            acc += (pv == 0.0) ? 0.0 : t;                                               \
+            sum_p += pv;                                                                \
+            sum_q += qv;                                                                \
+            lo_p = (pv < lo_p) ? pv : lo_p;                                             \
+            lo_q = (qv < lo_q) ? qv : lo_q;                                             \
         })
+        if (mode & FKL_OUT_F32) {
+            FKL_CE_FAST(FKL_LOGT_NORMAL)
+        } else {
+            FKL_CE_FAST(fkl_log_normal)
+        }
+#undef FKL_CE_FAST
         if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= 0x1p-1022 && sum_q < FKL_INF)
             break;
         acc = 0.0;
