@@ -1,20 +1,28 @@
 """The benchmark behind ``fastkl bench``: fastkl against its baselines and the memory floor.
 
-For every workload (entropy, KL, cross-entropy), dtype, input size and thread count
-it times
+Workloads:
+
+* ``entropy``, ``kl``, ``cross_entropy``: the row-wise measures on probability rows
+  (``fastkl.entropy``, ``fastkl.kl_divergence``, ``fastkl.cross_entropy``) -- the default;
+* ``ce``: ``fastkl.softmax_cross_entropy(logits, labels)`` with integer labels and
+  ``reduction="mean"`` -- the loss of a classifier or language model.
+
+For every workload, dtype, input size and thread count it times
 
 * **fastkl** (``n_threads=`` on every call);
 * the **memory-bandwidth floor**: the time to stream every input once at full speed
-  (see :func:`_floor_call`);
+  (see :func:`_floor_call`); for ``ce`` the logits (the labels are 8 bytes a row);
 * the **baselines** that are installed: :mod:`fastkl.reference` (plain numpy),
-  SciPy (``scipy.special``) and PyTorch,
+  SciPy (``scipy.special``), PyTorch and, for ``ce``, scikit-learn's
+  ``HalfMultinomialLoss``,
 
 all on the same inputs in the same run, and reports medians, input GB/s, speed-ups over
 each baseline and how far fastkl is from the floor.  The CLI (``fastkl bench``) only
 parses options into :class:`BenchOptions` and calls :func:`run`.
 
-Inputs are random positive rows normalised to sum 1, generated once per dtype and size
-with a seeded :class:`numpy.random.Generator`.
+Inputs are generated once per dtype and size with seeded :class:`numpy.random.Generator`
+objects: random positive rows normalised to sum 1 for the measures, standard normal
+logits times 3 and uniform labels for ``ce``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, Sequence, TextIO
 
@@ -36,10 +45,21 @@ import fastkl
 from fastkl import _config, _dispatch
 from fastkl import reference as _reference
 
-WORKLOADS = ("entropy", "kl", "ce")
+#: Row-wise measures on probability rows, run by default (they share their inputs).
+MEASURE_WORKLOADS = ("entropy", "kl", "cross_entropy")
+#: Losses from logits with integer labels (their own inputs and sizes).
+LOGIT_WORKLOADS = ("ce",)
+WORKLOADS = MEASURE_WORKLOADS + LOGIT_WORKLOADS
+DEFAULT_WORKLOADS = MEASURE_WORKLOADS
 DTYPES = ("float32", "float64")
 #: One size that fits in L2, one whose inputs (400 MB to 1.6 GB) dwarf any last-level cache.
 DEFAULT_SIZES = ((1_000, 100), (100_000, 1_000))
+#: ``ce``: a cache-sized batch, and a language-model batch over GPT-2's 50_257-token
+#: vocabulary (4.0 GB of float32 logits).
+CE_DEFAULT_SIZES = ((1_000, 1_000), (20_000, 50_257))
+#: The dtypes run at the large default ``ce`` size: float64 logits would be 8 GB (and
+#: take as long again to generate); ``--rows/--cols`` with ``--dtype float64`` runs them.
+CE_LARGE_DTYPES = ("float32",)
 DEFAULT_REPEAT = 5
 #: Calls slower than this (the numpy reference on big inputs) are repeated at most
 #: SLOW_REPEAT times: their run-to-run spread is small next to their cost.
@@ -65,7 +85,10 @@ BLAS_SETTLE_S = 0.25
 #: would detect, which would make the floor (a BLAS dot) look worse than the memory is.
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
-_ARITY = {"entropy": 1, "kl": 2, "ce": 2}
+#: Probability-row inputs each measure reads.
+_ARITY = {"entropy": 1, "kl": 2, "cross_entropy": 2}
+#: Relative tolerance of fastkl's mean ``ce`` loss against the float64 reference.
+CE_RTOL = {"float32": 1e-6, "float64": 1e-10}
 
 Inputs = tuple[np.ndarray, ...]
 
@@ -85,9 +108,13 @@ def cpu_count() -> int:
 class BenchOptions:
     """What ``fastkl bench`` runs; the defaults are the documented default comparison."""
 
-    workloads: tuple[str, ...] = WORKLOADS
+    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
     dtypes: tuple[str, ...] = DTYPES
-    sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
+    #: One size for every workload; ``None`` for both runs each workload's default sizes
+    #: (:data:`DEFAULT_SIZES`, :data:`CE_DEFAULT_SIZES`), one of them alone fills the other
+    #: from the workload's small default size.
+    rows: int | None = None
+    cols: int | None = None
     threads: tuple[int, ...] = dataclasses.field(default_factory=lambda: (cpu_count(),))
     repeat: int = DEFAULT_REPEAT
     simd: str | None = None
@@ -103,7 +130,7 @@ class BenchOptions:
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f"unknown {name} {', '.join(bad) or '(none)'}; choose from {', '.join(allowed)}")
-        if any(r < 1 or c < 1 for r, c in self.sizes):
+        if any(v is not None and v < 1 for v in (self.rows, self.cols)):
             raise ValueError("--rows and --cols must be >= 1")
         if not self.threads or any(t < 1 for t in self.threads):
             raise ValueError("--threads must list positive thread counts (or -1 for all cores)")
@@ -115,6 +142,17 @@ class BenchOptions:
             )
         if self.plot_max_bytes < PLOT_MIN_BYTES:
             raise ValueError(f"--plot-max-bytes must be at least {PLOT_MIN_BYTES}")
+
+    @property
+    def default_sizes(self) -> bool:
+        return self.rows is None and self.cols is None
+
+    def sizes(self, workload: str) -> tuple[tuple[int, int], ...]:
+        """The (rows, cols) sizes ``workload`` runs at."""
+        defaults = CE_DEFAULT_SIZES if workload in LOGIT_WORKLOADS else DEFAULT_SIZES
+        if self.default_sizes:
+            return defaults
+        return ((self.rows or defaults[0][0], self.cols or defaults[0][1]),)
 
 
 # --------------------------------------------------------------------------- timing
@@ -204,14 +242,16 @@ def _blas_threads(n: int) -> Iterator[int | None]:
 
 @dataclasses.dataclass(frozen=True)
 class Contender:
-    """One implementation of the workloads.
+    """One implementation of some of the workloads.
 
-    ``funcs[workload](inputs, threads)`` computes per-row values of already
-    ``convert``-ed inputs.  ``thread_limit(threads)`` is entered around a whole
-    measurement, not each call: ``torch.set_num_threads`` restarts PyTorch's pool and
-    costs milliseconds.  ``threaded`` says whether the thread count changes anything
-    (numpy and SciPy ufuncs run on one thread whatever is asked, so they are timed
-    once per workload, dtype and size).
+    ``funcs[workload](inputs, threads)`` computes the workload on already
+    ``convert``-ed inputs: per-row values for the measures, the mean loss for ``ce``
+    (inputs ``(logits, labels)``); a workload missing from ``funcs`` is not timed.
+    ``thread_limit(threads)`` is entered around a whole measurement, not each call:
+    ``torch.set_num_threads`` restarts PyTorch's pool and costs milliseconds.
+    ``threaded`` says whether the thread count changes anything (numpy and SciPy ufuncs
+    run on one thread whatever is asked, so they are timed once per workload, dtype and
+    size).
     """
 
     name: str
@@ -229,7 +269,8 @@ def _fastkl() -> Contender:
         {
             "entropy": lambda x, t: fastkl.entropy(x[0], n_threads=t),
             "kl": lambda x, t: fastkl.kl_divergence(x[0], x[1], n_threads=t),
-            "ce": lambda x, t: fastkl.cross_entropy(x[0], x[1], n_threads=t),
+            "cross_entropy": lambda x, t: fastkl.cross_entropy(x[0], x[1], n_threads=t),
+            "ce": lambda x, t: fastkl.softmax_cross_entropy(x[0], x[1], n_threads=t),
         },
         threaded=True,
     )
@@ -242,7 +283,9 @@ def _reference_contender() -> Contender:
         {
             "entropy": lambda x, t: _reference.entropy(x[0]),
             "kl": lambda x, t: _reference.kl_divergence(x[0], x[1]),
-            "ce": lambda x, t: _reference.cross_entropy(x[0], x[1]),
+            "cross_entropy": lambda x, t: _reference.cross_entropy(x[0], x[1]),
+            # float64 throughout, whatever the logits' dtype: also the accuracy reference.
+            "ce": lambda x, t: _reference.softmax_cross_entropy(x[0], x[1]),
         },
     )
 
@@ -253,13 +296,19 @@ def _scipy_contender() -> Contender | None:
         import scipy.special as sp
     except ImportError:
         return None
+
+    def softmax_ce(x: Sequence[np.ndarray], t: int) -> Any:
+        logits, labels = x
+        return np.mean(sp.logsumexp(logits, axis=1) - logits[np.arange(len(labels)), labels])
+
     return Contender(
         "scipy",
         scipy.__version__,
         {
             "entropy": lambda x, t: sp.entr(x[0]).sum(1),
             "kl": lambda x, t: sp.rel_entr(x[0], x[1]).sum(1),
-            "ce": lambda x, t: -sp.xlogy(x[0], x[1]).sum(1),
+            "cross_entropy": lambda x, t: -sp.xlogy(x[0], x[1]).sum(1),
+            "ce": softmax_ce,
         },
     )
 
@@ -288,7 +337,9 @@ def _torch_contender() -> Contender | None:
             "entropy": lambda x, t: torch.special.entr(x[0]).sum(1),
             # F.kl_div takes (log q, p): PyTorch's argument order, see the fastkl docs.
             "kl": lambda x, t: F.kl_div(torch.log(x[1]), x[0], reduction="none").sum(1),
-            "ce": lambda x, t: -(x[0] * torch.log(x[1])).sum(1),
+            "cross_entropy": lambda x, t: -(x[0] * torch.log(x[1])).sum(1),
+            # int64 labels become torch.long: what cross_entropy takes, no copy either.
+            "ce": lambda x, t: F.cross_entropy(x[0], x[1]),
         },
         threaded=True,
         convert=torch.from_numpy,  # shares memory with the numpy inputs: no copy
@@ -296,9 +347,27 @@ def _torch_contender() -> Contender | None:
     )
 
 
+def _sklearn_contender() -> Contender | None:
+    """scikit-learn's multinomial loss (the private ``sklearn._loss`` module), ``ce`` only."""
+    try:
+        import sklearn
+        from sklearn._loss.loss import HalfMultinomialLoss
+    except Exception:  # missing, or a version whose private module moved
+        return None
+
+    def softmax_ce(x: Sequence[np.ndarray], t: int) -> Any:
+        logits, labels = x
+        # sklearn takes the labels as floats of the logits' dtype (N values: negligible).
+        loss = HalfMultinomialLoss(n_classes=logits.shape[1]).loss(
+            y_true=labels.astype(logits.dtype), raw_prediction=logits, n_threads=t)
+        return np.mean(loss, dtype=np.float64)
+
+    return Contender("sklearn", sklearn.__version__, {"ce": softmax_ce}, threaded=True)
+
+
 def baselines() -> list[Contender]:
-    """The reference plus SciPy and PyTorch when they import."""
-    found = [_reference_contender(), _scipy_contender(), _torch_contender()]
+    """The reference plus SciPy, PyTorch and scikit-learn when they import."""
+    found = [_reference_contender(), _scipy_contender(), _torch_contender(), _sklearn_contender()]
     return [c for c in found if c is not None]
 
 
@@ -317,6 +386,33 @@ def make_inputs(rows: int, cols: int, dtype: str, n_inputs: int, seed: int) -> I
         a /= a.sum(axis=1, keepdims=True, dtype=np.float64).astype(a.dtype)
         arrays.append(a)
     return tuple(arrays)
+
+
+#: Rows of logits per generator when generating ``ce`` inputs in parallel (fixed, so the
+#: data do not depend on the thread count).
+_LOGIT_CHUNK_ROWS = 1_024
+
+
+def make_logits(rows: int, cols: int, dtype: str, seed: int) -> Inputs:
+    """Standard normal logits times 3 in ``dtype`` and uniform int64 labels in ``[0, cols)``.
+
+    A 4 GB batch takes ~25 s to draw on one core; chunks of rows get their own generators
+    (spawned from ``seed``) and are drawn on every core (numpy releases the GIL there).
+    """
+    logits = np.empty((rows, cols), dtype=np.dtype(dtype))
+    seq = np.random.SeedSequence(seed)
+    starts = range(0, rows, _LOGIT_CHUNK_ROWS)
+    children = seq.spawn(len(starts) + 1)
+
+    def fill(i: int) -> None:
+        block = logits[starts[i]:starts[i] + _LOGIT_CHUNK_ROWS]
+        np.random.default_rng(children[i]).standard_normal(out=block, dtype=block.dtype)
+        block *= 3.0
+
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
+        list(pool.map(fill, range(len(starts))))
+    labels = np.random.default_rng(children[-1]).integers(0, cols, rows, dtype=np.int64)
+    return logits, labels
 
 
 def last_level_cache_bytes() -> int | None:
@@ -393,6 +489,8 @@ class CaseResult:
             "cols": self.cols,
             "threads": self.threads,
             "input_bytes": self.input_bytes,
+            # What input_bytes (and every GB/s) counts: ce's labels are left out.
+            "input_bytes_of": "logits" if self.workload in LOGIT_WORKLOADS else "inputs",
             "fastkl": {**self.fastkl.to_json(), "gbps": self.gbps},
             "floor": {**self.floor.to_json(), "gbps": self.floor_gbps, "threads": self.floor_threads},
             "x_floor": self.x_floor,
@@ -410,10 +508,23 @@ class CaseResult:
         }
 
 
-def _agrees(fast: Any, ref: Any, dtype: str) -> bool:
-    """fastkl's values against the float64 reference, at the precision of ``dtype``."""
+def _agrees(fast: Any, ref: Any, dtype: str, workload: str) -> bool:
+    """fastkl's values against the float64 reference, at the precision of ``dtype``.
+
+    ``ce`` is a mean loss, held to a relative tolerance (:data:`CE_RTOL`, issue 4's
+    accuracy figure for float32 logits); the measures' per-row values may be ~0, hence
+    their absolute term.
+    """
+    fast = np.asarray(fast, dtype=np.float64)
+    if workload in LOGIT_WORKLOADS:
+        return bool(np.allclose(fast, ref, rtol=CE_RTOL[dtype], atol=0.0))
     rtol = 1e-5 if dtype == "float32" else 1e-10
-    return bool(np.allclose(np.asarray(fast, dtype=np.float64), ref, rtol=rtol, atol=rtol))
+    return bool(np.allclose(fast, ref, rtol=rtol, atol=rtol))
+
+
+def _streamed(workload: str, inputs: Inputs) -> Inputs:
+    """The inputs whose bytes count (GB/s) and that the floor streams: ``ce``'s logits."""
+    return inputs[:1] if workload in LOGIT_WORKLOADS else inputs
 
 
 def progress(message: str) -> None:
@@ -447,7 +558,8 @@ class _Runner:
     ) -> CaseResult:
         """Measure one case; ``cache`` keeps single-threaded baselines across thread counts."""
         rows, cols = inputs[0].shape
-        input_bytes = sum(a.nbytes for a in inputs)
+        streamed = _streamed(workload, inputs)
+        input_bytes = sum(a.nbytes for a in streamed)
         fast_fn = self.fast.funcs[workload]
         _settle(SETTLE_S)
         fast_timing, fast_values = measure(lambda: fast_fn(inputs, threads), repeat)
@@ -455,6 +567,8 @@ class _Runner:
         results: dict[str, BaselineResult] = {}
         agrees = None
         for c in self.contenders:
+            if workload not in c.funcs:
+                continue
             key = (c.name, workload, dtype, rows, cols, threads if c.threaded else None)
             if key not in cache:
                 progress(f"    {c.name} ({n_rows} rows)")
@@ -464,11 +578,15 @@ class _Runner:
             speedup = (timing.median / n_rows) / (fast_timing.median / rows)
             results[c.name] = BaselineResult(timing, n_rows, speedup)
             if c.name == "reference":
-                agrees = _agrees(fast_values[:n_rows], values, dtype)
+                if workload in LOGIT_WORKLOADS:  # a mean: fastkl's over the rows the reference saw
+                    mine = fast_values if n_rows == rows else fast_fn(tuple(a[:n_rows] for a in inputs), threads)
+                    agrees = _agrees(mine, values, dtype, workload)
+                else:
+                    agrees = _agrees(fast_values[:n_rows], values, dtype, workload)
         # The floor comes last: OpenBLAS's workers spin long after a call (see _settle).
         _settle(SETTLE_S)
         with _blas_threads(threads) as floor_threads:
-            floor_timing, _ = measure(_floor_call(inputs), repeat)
+            floor_timing, _ = measure(_floor_call(streamed), repeat)
         _settle(BLAS_SETTLE_S)
         return CaseResult(
             workload, dtype, rows, cols, threads, input_bytes, fast_timing, floor_timing,
@@ -478,22 +596,63 @@ class _Runner:
     def table(self) -> list[CaseResult]:
         out = []
         opts = self.opts
-        for rows, cols in opts.sizes:
-            for dtype in opts.dtypes:
-                n_inputs = max(_ARITY[w] for w in opts.workloads)
+        blocks, _ = plan(opts)
+        for block in blocks:
+            rows, cols, dtype = block.rows, block.cols, block.dtype
+            if block.logits:
+                progress(f"generating {rows}x{cols} {dtype} logits and {rows} labels")
+                inputs = make_logits(rows, cols, dtype, opts.seed)
+            else:
+                n_inputs = max(_ARITY[w] for w in block.workloads)
                 progress(f"generating {n_inputs} x {rows}x{cols} {dtype} inputs")
                 inputs = make_inputs(rows, cols, dtype, n_inputs, opts.seed)
-                cache: dict = {}
-                for workload in opts.workloads:
-                    for threads in opts.threads:
-                        progress(f"  {workload} {dtype} {rows}x{cols}, {threads} threads")
-                        used = inputs[: _ARITY[workload]]
-                        result = self.case(workload, dtype, used, threads, cache, opts.repeat)
-                        if result.agrees_with_reference is False:
-                            progress(f"  warning: fastkl's {workload} differs from the reference here")
-                        out.append(result)
-                del inputs, cache  # free the big arrays before generating the next ones
+            cache: dict = {}
+            for workload in block.workloads:
+                for threads in opts.threads:
+                    progress(f"  {workload} {dtype} {rows}x{cols}, {threads} threads")
+                    used = inputs if block.logits else inputs[: _ARITY[workload]]
+                    result = self.case(workload, dtype, used, threads, cache, opts.repeat)
+                    if result.agrees_with_reference is False:
+                        progress(f"  WARNING: fastkl's {workload} differs from the reference here")
+                    out.append(result)
+            del inputs, cache  # free the big arrays before generating the next ones
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """Workloads run on one set of generated inputs (probability rows, or logits and labels)."""
+
+    logits: bool
+    rows: int
+    cols: int
+    dtype: str
+    workloads: tuple[str, ...]
+
+
+def plan(opts: BenchOptions) -> tuple[list[Block], list[str]]:
+    """The input sets to generate, in table order, and a note for each case left out.
+
+    The measures share their inputs (sizes outer, then dtypes); ``ce`` follows on its own.
+    At the large default ``ce`` size only :data:`CE_LARGE_DTYPES` run.
+    """
+    blocks, skipped = [], []
+    for group, logits in ((MEASURE_WORKLOADS, False), (LOGIT_WORKLOADS, True)):
+        workloads = tuple(w for w in opts.workloads if w in group)
+        if not workloads:
+            continue
+        sizes = opts.sizes(workloads[0])
+        for i, (rows, cols) in enumerate(sizes):
+            for dtype in opts.dtypes:
+                if logits and opts.default_sizes and i > 0 and dtype not in CE_LARGE_DTYPES:
+                    gb = rows * cols * np.dtype(dtype).itemsize / 1e9
+                    skipped.append(
+                        f"{'/'.join(workloads)} {dtype} {rows}x{cols} skipped by default ({gb:.1f} GB of logits); "
+                        f"run it with --workload {','.join(workloads)} --dtype {dtype} --rows {rows} --cols {cols}"
+                    )
+                    continue
+                blocks.append(Block(logits, rows, cols, dtype, workloads))
+    return blocks, skipped
 
 
 # --------------------------------------------------------------------------- report
@@ -514,7 +673,8 @@ def _aligned(cells: Sequence[str], columns: Sequence[tuple[str, int]]) -> str:
 
 def format_table(results: Sequence[CaseResult], baseline_names: Sequence[str]) -> str:
     """Fixed-width table, one line per case; scaled baseline times carry a ``~``."""
-    columns = [("workload", 8), ("dtype", 7), ("shape", 13), ("thr", 3), ("fastkl", 9), ("GB/s", 6),
+    workload_width = max([8] + [len(r.workload) for r in results])  # "cross_entropy" is 13
+    columns = [("workload", workload_width), ("dtype", 7), ("shape", 13), ("thr", 3), ("fastkl", 9), ("GB/s", 6),
                ("floor GB/s", 10), ("x floor", 7)]
     for name in baseline_names:
         columns += [(name, 10), ("speed-up", 8)]
@@ -571,7 +731,7 @@ def _header(info: dict[str, Any]) -> str:
     )
 
 
-def _footer(results: Sequence[CaseResult]) -> str:
+def _footer(results: Sequence[CaseResult], skipped: Sequence[str] = ()) -> str:
     floor_threads = {r.floor_threads for r in results}
     blas = "BLAS's own thread count" if None in floor_threads else "the same thread count"
     lines = [
@@ -580,6 +740,13 @@ def _footer(results: Sequence[CaseResult]) -> str:
         "x floor = fastkl time / floor time (1.00 = memory speed).",
         "speed-up = baseline time / fastkl time on the same inputs.",
     ]
+    if any(r.workload in LOGIT_WORKLOADS for r in results):
+        lines.append(
+            "ce: mean softmax cross-entropy of logits (standard normal x 3) with int64 labels; its GB/s "
+            "and floor count the logits only; checked against the float64 reference to rel "
+            + " / ".join(f"{CE_RTOL[d]:g} ({d})" for d in DTYPES if any(r.dtype == d for r in results)) + "."
+        )
+    lines += [f"not run: {note}." for note in skipped]
     sliced = sorted({(r.rows, b.rows_timed) for r in results for b in r.baselines.values()
                      if b.rows_timed < r.rows})
     if sliced:
@@ -635,13 +802,18 @@ def plot_sizes(max_bytes: int) -> list[int]:
 def sweep(opts: BenchOptions, contenders: Sequence[Contender], llc: int | None) -> dict[str, Any]:
     """GB/s against input size for the first workload, dtype and thread count selected."""
     workload, dtype, threads = opts.workloads[0], opts.dtypes[0], opts.threads[0]
-    n_inputs, itemsize = _ARITY[workload], np.dtype(dtype).itemsize
-    cols = opts.sizes[0][1] if opts.sizes != DEFAULT_SIZES else PLOT_COLS
-    row_bytes = n_inputs * cols * itemsize
+    logits = workload in LOGIT_WORKLOADS
+    n_inputs, itemsize = 1 if logits else _ARITY[workload], np.dtype(dtype).itemsize
+    cols = PLOT_COLS if opts.default_sizes else opts.sizes(workload)[0][1]
+    row_bytes = n_inputs * cols * itemsize  # for ce: bytes of logits (the GB/s counted)
     sizes = plot_sizes(opts.plot_max_bytes)
     all_rows = [max(1, round(s / row_bytes)) for s in sizes]
-    progress(f"plot: generating {n_inputs} x {all_rows[-1]}x{cols} {dtype} inputs")
-    data = make_inputs(all_rows[-1], cols, dtype, n_inputs, opts.seed)
+    if logits:
+        progress(f"plot: generating {all_rows[-1]}x{cols} {dtype} logits and labels")
+        data = make_logits(all_rows[-1], cols, dtype, opts.seed)
+    else:
+        progress(f"plot: generating {n_inputs} x {all_rows[-1]}x{cols} {dtype} inputs")
+        data = make_inputs(all_rows[-1], cols, dtype, n_inputs, opts.seed)
     fast = _fastkl()
     repeat = min(opts.repeat, SLOW_REPEAT)
     points = []
@@ -652,20 +824,23 @@ def sweep(opts: BenchOptions, contenders: Sequence[Contender], llc: int | None) 
         _settle(SETTLE_S)
         t_fast, _ = measure(lambda: fast.funcs[workload](inputs, threads), repeat)
         with _blas_threads(threads):
-            t_floor, _ = measure(_floor_call(inputs), repeat)
+            t_floor, _ = measure(_floor_call(_streamed(workload, inputs)), repeat)
         _settle(BLAS_SETTLE_S)
         point = {"rows": rows, "input_bytes": nbytes, "fastkl_gbps": nbytes / t_fast.median / 1e9,
                  "floor_gbps": nbytes / t_floor.median / 1e9}
         # Past the baselines' size limit their throughput is what the limit gave: stop their lines.
         if opts.full_baselines or baseline_rows(rows, row_bytes, llc, False) == rows:
             for c in contenders:
+                if workload not in c.funcs:
+                    continue
                 sliced = [c.convert(a) for a in inputs]
                 _settle(SETTLE_S)
                 with c.thread_limit(threads):
                     t, _ = measure(lambda: c.funcs[workload](sliced, threads), repeat, cap_slow=True)
                 point[f"{c.name}_gbps"] = nbytes / t.median / 1e9
         points.append(point)
-    return {"workload": workload, "dtype": dtype, "cols": cols, "threads": threads, "points": points}
+    return {"workload": workload, "dtype": dtype, "cols": cols, "threads": threads,
+            "input_bytes_of": "logits" if logits else "inputs", "points": points}
 
 
 def draw_plot(data: dict[str, Any], path: str, contenders: Sequence[Contender], llc: int | None) -> None:
@@ -675,6 +850,7 @@ def draw_plot(data: dict[str, Any], path: str, contenders: Sequence[Contender], 
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     pts = data["points"]
+    of = "logits" if data.get("input_bytes_of") == "logits" else "input"
     for key, label, style in [("fastkl", "fastkl", "o-"), ("floor", "memory floor (BLAS dot)", "k--")] + [
         (c.name, c.name, ".-") for c in contenders
     ]:
@@ -686,8 +862,8 @@ def draw_plot(data: dict[str, Any], path: str, contenders: Sequence[Contender], 
         ax.axvline(llc, color="grey", linestyle=":", label=f"last-level cache ({llc // 2**20} MiB)")
     ax.set_xscale("log")
     ax.set_yscale("log")  # baselines run one or two orders of magnitude below the floor
-    ax.set_xlabel("input size (bytes read)")
-    ax.set_ylabel("throughput (GB/s of input)")
+    ax.set_xlabel(f"{of} size (bytes read)")
+    ax.set_ylabel(f"throughput (GB/s of {of})")
     ax.set_title(f"{data['workload']} {data['dtype']}, {data['cols']} columns, {data['threads']} threads, "
                  f"SIMD {_dispatch.current_level()}")
     ax.grid(True, which="both", alpha=0.3)
@@ -707,27 +883,30 @@ def _check_output_dir(path: str | None) -> None:
         raise FileNotFoundError(f"cannot write {path}: no directory {folder}")
 
 
-def _print_table(info: dict[str, Any], results: Sequence[CaseResult], names: Sequence[str], out: TextIO) -> None:
+def _print_table(info: dict[str, Any], results: Sequence[CaseResult], names: Sequence[str], out: TextIO,
+                 skipped: Sequence[str] = ()) -> None:
     print(_header(info), file=out)
     print(file=out)
     print(format_table(results, names), file=out)
     print(file=out)
-    print(_footer(results), file=out)
+    print(_footer(results, skipped), file=out)
     out.flush()
 
 
 def _report(opts: BenchOptions, info: dict[str, Any], results: Sequence[CaseResult],
-            plot: dict[str, Any] | None, elapsed: float) -> dict[str, Any]:
+            plot: dict[str, Any] | None, elapsed: float, skipped: Sequence[str] = ()) -> dict[str, Any]:
     """Every number of the run, as written by ``--json``."""
     return {
         "machine": info,
         "options": {
             "workloads": list(opts.workloads), "dtypes": list(opts.dtypes),
-            "sizes": [list(s) for s in opts.sizes], "threads": list(opts.threads),
+            "sizes": {w: [list(s) for s in opts.sizes(w)] for w in opts.workloads}, "threads": list(opts.threads),
             "repeat": opts.repeat, "simd": info["fastkl"]["simd_in_use"], "seed": opts.seed,
             "full_baselines": opts.full_baselines,
         },
-        "floor_method": "numpy.dot of the flattened inputs (dot(x, x) for one input): BLAS, reads each input once",
+        "floor_method": "numpy.dot of the flattened inputs (dot(x, x) for one input; for ce the logits only): "
+                        "BLAS, reads each input once",
+        "skipped": list(skipped),
         "results": [r.to_json() for r in results],
         "plot": plot,
         "elapsed_s": elapsed,
@@ -750,13 +929,17 @@ def run(opts: BenchOptions, out: TextIO | None = None) -> dict[str, Any]:
     if warning:
         print(warning, file=sys.stderr)
     started = time.perf_counter()
+    _, skipped = plan(opts)
+    for note in skipped:
+        progress(f"not run: {note}")
     level: ContextManager = _dispatch.simd_level(opts.simd) if opts.simd else nullcontext()
     with level:
         contenders = baselines()
         llc = last_level_cache_bytes()
         info = machine_info(contenders, llc)
         results = _Runner(opts, contenders, llc).table()
-        _print_table(info, results, [c.name for c in contenders], out)  # before the plot's sweep
+        names = [c.name for c in contenders if any(c.name in r.baselines for r in results)]
+        _print_table(info, results, names, out, skipped)  # before the plot's sweep
         plot = None
         if opts.plot_path:
             plot = sweep(opts, contenders, llc)
@@ -764,7 +947,7 @@ def run(opts: BenchOptions, out: TextIO | None = None) -> dict[str, Any]:
             print(f"plot written to {opts.plot_path}", file=out)
     elapsed = time.perf_counter() - started
     print(f"total time {elapsed:.1f} s", file=out)
-    report = _report(opts, info, results, plot, elapsed)
+    report = _report(opts, info, results, plot, elapsed, skipped)
     if opts.json_path:
         with open(opts.json_path, "w") as f:
             json.dump(report, f, indent=2)

@@ -5,8 +5,10 @@ Subcommands
 ``fastkl info``
     Print :func:`fastkl.show_config`.
 ``fastkl bench [options]``
-    Time fastkl against the numpy reference (and SciPy / PyTorch when installed) and
-    the memory-bandwidth floor; see :mod:`fastkl._bench`.
+    Time fastkl against the numpy reference (and SciPy / PyTorch / scikit-learn when
+    installed) and the memory-bandwidth floor; see :mod:`fastkl._bench`.  Workloads
+    ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default)
+    and ``ce`` (softmax cross-entropy of logits with integer labels).
 ``fastkl kl P.npy Q.npy``, ``fastkl ce P.npy Q.npy``, ``fastkl entropy P.npy``
     Compute a measure of ``.npy`` files.  Inputs are memory-mapped
     (``allow_pickle=False``); 2-D inputs reduced along their last axis are processed in
@@ -96,18 +98,27 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="time fastkl against the reference, SciPy, PyTorch and the memory floor",
         description=(
-            "Time fastkl against fastkl.reference (and SciPy / PyTorch when installed) and "
-            "the memory-bandwidth floor on synthetic probability rows. Without options: "
-            "entropy, kl and ce in float32 and float64 at 1000x100 and 100000x1000. "
+            "Time fastkl against fastkl.reference (and SciPy / PyTorch / scikit-learn when installed) "
+            "and the memory-bandwidth floor on synthetic data. Workloads: entropy, kl and cross_entropy "
+            "(the measures on probability rows; without options: float32 and float64 at "
+            f"{' and '.join(f'{r}x{c}' for r, c in _bench.DEFAULT_SIZES)}) and ce (softmax_cross_entropy "
+            "of standard normal x 3 logits with integer labels, mean reduction, against SciPy's "
+            "logsumexp, torch.nn.functional.cross_entropy and sklearn's HalfMultinomialLoss; by default "
+            f"at {' and '.join(f'{r}x{c}' for r, c in _bench.CE_DEFAULT_SIZES)}, the large size in "
+            f"{'/'.join(_bench.CE_LARGE_DTYPES)} only). "
             "Progress goes to stderr, the table to stdout."
         ),
     )
-    p.add_argument("--workload", type=_choice_list(_bench.WORKLOADS), default=_bench.WORKLOADS, metavar="W[,W...]",
-                   help="comma-separated workloads (default: entropy,kl,ce)")
+    p.add_argument("--workload", type=_choice_list(_bench.WORKLOADS), default=_bench.DEFAULT_WORKLOADS,
+                   metavar="W[,W...]",
+                   help=f"comma-separated workloads from {','.join(_bench.WORKLOADS)} "
+                        f"(default: {','.join(_bench.DEFAULT_WORKLOADS)})")
     p.add_argument("--rows", type=_positive_int, metavar="N",
-                   help="rows of a single size to run instead of the two defaults (default with --cols: 1000)")
+                   help="rows of a single size to run instead of each workload's two defaults "
+                        "(default with --cols: 1000)")
     p.add_argument("--cols", type=_positive_int, metavar="K",
-                   help="columns of a single size to run instead of the two defaults (default with --rows: 100)")
+                   help="columns (classes for ce) of a single size to run instead of each workload's two "
+                        "defaults (default with --rows: 100, 1000 for ce)")
     p.add_argument("--dtype", type=_choice_list(_bench.DTYPES), default=_bench.DTYPES, metavar="D[,D...]",
                    help="comma-separated dtypes (default: float32,float64)")
     p.add_argument("--threads", type=_int_list, default=None, metavar="T[,T...]",
@@ -120,7 +131,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help=f"run fastkl's kernels of this SIMD level ({', '.join(_dispatch.ALL_LEVELS)})")
     p.add_argument("--json", metavar="FILE", help="also write every number and the machine's description as JSON")
     p.add_argument("--plot", metavar="FILE", help="also write a GB/s vs input size plot (PNG) for the first "
-                                                  "workload and dtype (needs matplotlib)")
+                                                  "workload and dtype (GB/s of logits for ce; needs matplotlib)")
     p.add_argument("--plot-max-bytes", type=_positive_int, metavar="BYTES", default=_bench.PLOT_MAX_BYTES,
                    help=f"largest input size of the plot in bytes (default {_bench.PLOT_MAX_BYTES})")
     p.add_argument("--full-baselines", action="store_true",
@@ -191,14 +202,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _bench_options(args: argparse.Namespace) -> Any:
     from . import _bench
 
-    if args.rows is None and args.cols is None:
-        sizes = _bench.DEFAULT_SIZES
-    else:
-        sizes = ((args.rows or 1_000, args.cols or 100),)
     cores = _bench.cpu_count()
     threads = tuple(cores if t == -1 else t for t in (args.threads or (cores,)))
     return _bench.BenchOptions(
-        workloads=args.workload, dtypes=args.dtype, sizes=sizes, threads=threads, repeat=args.repeat,
+        workloads=args.workload, dtypes=args.dtype, rows=args.rows, cols=args.cols, threads=threads,
+        repeat=args.repeat,
         simd=args.simd, json_path=args.json, plot_path=args.plot, plot_max_bytes=args.plot_max_bytes,
         full_baselines=args.full_baselines,
     )

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastkl
 from fastkl import cli
+from fkl_testing import subprocess_env
 
 
 @pytest.fixture
@@ -47,11 +46,11 @@ def test_info_prints_config(capsys):
     assert "simd_in_use" in out
 
 
-def test_python_dash_m_info():
-    root = Path(fastkl.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "fastkl", "info"], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+def test_python_dash_m_info(tmp_path):
+    # cwd=tmp_path: `python -m` puts the cwd first on sys.path, and from a source
+    # checkout that would import the uncompiled tree instead of the tested install.
+    proc = subprocess.run([sys.executable, "-m", "fastkl", "info"], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=tmp_path, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("fastkl ")
 
@@ -88,8 +87,9 @@ def test_bench_small_json(capsys, tmp_path):
     header = next(line for line in lines if line.startswith("workload"))
     for column in ("fastkl", "GB/s", "x floor", "reference", "speed-up"):
         assert column in header
-    table = [line for line in lines if line.split()[:1] in (["entropy"], ["kl"], ["ce"])]
+    table = [line for line in lines if line.split()[:1] in (["entropy"], ["kl"], ["cross_entropy"])]
     assert len(table) == 6  # 3 workloads x 2 dtypes x 1 size x 1 thread count
+    assert not any(line.startswith("ce ") for line in lines)  # softmax ce is not a default workload
     assert "generating" in captured.err  # progress on stderr, not in the table
 
     report = json.loads(path.read_text())
@@ -100,7 +100,7 @@ def test_bench_small_json(capsys, tmp_path):
     assert "cpu_model" in machine and "simd_in_use" in machine["fastkl"]
     results = report["results"]
     assert {(r["workload"], r["dtype"]) for r in results} == {
-        (w, d) for w in ("entropy", "kl", "ce") for d in ("float32", "float64")
+        (w, d) for w in ("entropy", "kl", "cross_entropy") for d in ("float32", "float64")
     }
     for r in results:
         assert (r["rows"], r["cols"], r["threads"]) == (200, 50, 1)
@@ -114,6 +114,85 @@ def test_bench_small_json(capsys, tmp_path):
         for b in r["baselines"].values():
             assert isinstance(b["speedup"], float) and b["speedup"] > 0
             assert b["rows_timed"] == 200  # small inputs: baselines see every row
+
+
+def test_bench_cross_entropy_is_the_measure_on_probability_rows(capsys, tmp_path):
+    """``cross_entropy`` is the old ``ce`` workload: fastkl.cross_entropy on two probability inputs."""
+    from fastkl import _bench
+
+    assert _bench.DEFAULT_WORKLOADS == ("entropy", "kl", "cross_entropy")
+    assert _bench.BenchOptions().workloads == _bench.DEFAULT_WORKLOADS
+    path = tmp_path / "out.json"
+    assert cli.main(["bench", "--workload", "cross_entropy", "--dtype", "float64", "--rows", "30", "--cols", "7",
+                     "--repeat", "1", "--threads", "1", "--json", str(path)]) == 0
+    [r] = json.loads(path.read_text())["results"]
+    assert r["workload"] == "cross_entropy" and r["input_bytes"] == 2 * 30 * 7 * 8
+    assert r["agrees_with_reference"] is True
+    assert capsys.readouterr().out.count("\ncross_entropy  float64") == 1
+
+
+def test_bench_ce_softmax_json(capsys, tmp_path):
+    path = tmp_path / "ce.json"
+    assert cli.main(["bench", "--workload", "ce", "--rows", "200", "--cols", "300", "--repeat", "1",
+                     "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("ce ")] == [
+        ["ce", "float32", "200x300"], ["ce", "float64", "200x300"]]
+    report = json.loads(path.read_text())
+    assert report["options"]["workloads"] == ["ce"]
+    assert report["options"]["sizes"] == {"ce": [[200, 300]]}
+    assert report["skipped"] == []
+    results = report["results"]
+    assert [(r["workload"], r["dtype"]) for r in results] == [("ce", "float32"), ("ce", "float64")]
+    for r in results:
+        assert {"workload", "dtype", "rows", "cols", "threads", "input_bytes", "input_bytes_of", "fastkl",
+                "floor", "x_floor", "agrees_with_reference", "baselines"} <= r.keys()
+        assert (r["rows"], r["cols"]) == (200, 300)
+        # GB/s and the floor count the logits only (the labels are not streamed data)
+        assert r["input_bytes_of"] == "logits"
+        assert r["input_bytes"] == 200 * 300 * np.dtype(r["dtype"]).itemsize
+        for value in (r["fastkl"]["median_s"], r["fastkl"]["gbps"], r["floor"]["gbps"], r["x_floor"]):
+            assert isinstance(value, float) and value > 0
+        assert r["agrees_with_reference"] is True  # rel 1e-6 against the float64 reference
+        assert "reference" in r["baselines"]
+        if importlib.util.find_spec("scipy") is not None:
+            assert "scipy" in r["baselines"]
+        for b in r["baselines"].values():
+            assert b["rows_timed"] == 200 and b["speedup"] > 0
+
+
+def test_bench_ce_inputs_and_baselines():
+    from fastkl import _bench, reference
+
+    logits, labels = _bench.make_logits(2_100, 7, "float32", seed=3)  # several generator chunks
+    assert logits.dtype == np.float32 and logits.shape == (2_100, 7) and logits.flags.c_contiguous
+    assert labels.dtype == np.int64 and labels.min() >= 0 and labels.max() < 7
+    assert 2.5 < logits.std() < 3.5
+    again, _ = _bench.make_logits(2_100, 7, "float32", seed=3)
+    np.testing.assert_array_equal(logits, again)
+    want = float(reference.softmax_cross_entropy(logits, labels))
+    for c in [_bench._fastkl(), *_bench.baselines()]:
+        inputs = [c.convert(a) for a in (logits, labels)]
+        with c.thread_limit(1):
+            got = float(c.funcs["ce"](inputs, 1))
+        assert got == pytest.approx(want, rel=1e-4), c.name
+
+
+def test_bench_ce_default_sizes_skip_large_float64():
+    from fastkl import _bench
+
+    opts = _bench.BenchOptions(workloads=("kl", "ce"))
+    blocks, skipped = _bench.plan(opts)
+    assert [(b.logits, b.rows, b.cols, b.dtype, b.workloads) for b in blocks] == [
+        (False, 1_000, 100, "float32", ("kl",)), (False, 1_000, 100, "float64", ("kl",)),
+        (False, 100_000, 1_000, "float32", ("kl",)), (False, 100_000, 1_000, "float64", ("kl",)),
+        (True, 1_000, 1_000, "float32", ("ce",)), (True, 1_000, 1_000, "float64", ("ce",)),
+        (True, 20_000, 50_257, "float32", ("ce",)),
+    ]
+    assert len(skipped) == 1 and "float64 20000x50257" in skipped[0] and "--rows 20000" in skipped[0]
+    # an explicit size runs every dtype asked for; one dimension alone fills in ce's own default
+    blocks, skipped = _bench.plan(_bench.BenchOptions(workloads=("ce",), dtypes=("float64",), rows=20_000))
+    assert [(b.rows, b.cols, b.dtype) for b in blocks] == [(20_000, 1_000, "float64")] and skipped == []
 
 
 def test_bench_options_select_cases(capsys):
@@ -136,7 +215,8 @@ def test_bench_unsupported_simd_is_error(capsys):
 
 
 @pytest.mark.parametrize(
-    "args", [["--workload", "js"], ["--dtype", "float16"], ["--rows", "0"], ["--simd", "sse9"]]
+    "args", [["--workload", "js"], ["--workload", "cross-entropy"], ["--dtype", "float16"], ["--rows", "0"],
+             ["--simd", "sse9"]]
 )
 def test_bench_usage_errors(capsys, args):
     assert cli.main(["bench", *args]) == 2
@@ -169,6 +249,19 @@ def test_bench_plot(capsys, tmp_path):
                      "--repeat", "1", "--threads", "1", "--plot", str(path), "--plot-max-bytes", str(2**20)])
     assert code == 0, capsys.readouterr().err
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib is not installed")
+def test_bench_plot_ce_counts_logits(capsys, tmp_path):
+    path, report = tmp_path / "ce.png", tmp_path / "ce.json"
+    code = cli.main(["bench", "--workload", "ce", "--dtype", "float32", "--rows", "50", "--cols", "64",
+                     "--repeat", "1", "--threads", "1", "--plot", str(path), "--plot-max-bytes", str(2**20),
+                     "--json", str(report)])
+    assert code == 0, capsys.readouterr().err
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot = json.loads(report.read_text())["plot"]
+    assert (plot["workload"], plot["cols"], plot["input_bytes_of"]) == ("ce", 64, "logits")
+    assert all(p["input_bytes"] == p["rows"] * 64 * 4 for p in plot["points"])
 
 
 def test_bench_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
