@@ -150,13 +150,14 @@ def row_blocks(views: Sequence[np.ndarray], outer: tuple[int, ...]):
         yield idx, [v[idx] for v in views]
 
 
-def check_out(out, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
+    """Check a caller-provided output array (``name`` is the argument's name in errors)."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, expected {shape}")
+        raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
-        raise ValueError("out is read-only")
+        raise ValueError(f"{name} is read-only")
     return out

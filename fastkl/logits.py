@@ -76,15 +76,6 @@ def _as_dtype(x, name: str, dtype: np.dtype) -> np.ndarray:
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
-def _check_array_out(arr, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """:func:`fastkl._arrays.check_out` with the argument's own name in the message."""
-    try:
-        return _arrays.check_out(arr, shape, dtype)
-    except (TypeError, ValueError) as exc:
-        msg = str(exc)
-        raise type(exc)(name + msg[3:] if msg.startswith("out") else msg) from None
-
-
 def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
     return (
         a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
@@ -203,7 +194,7 @@ def _grad_array(return_grad: bool, grad_out, shape: tuple[int, ...], dtype: np.d
         return None
     if grad_out is None:
         return np.empty(shape, dtype=dtype)
-    _check_array_out(grad_out, "grad_out", shape, dtype)
+    _arrays.check_out(grad_out, shape, dtype, "grad_out")
     _check_alias(grad_out, "grad_out", source, source_name)
     return grad_out
 
@@ -265,7 +256,7 @@ def logsumexp(
     (view,), outer = _arrays.broadcast_rows([arr], ["x"], axis)
     dtype = arr.dtype
     if out is not None:
-        _check_array_out(out, "out", outer, dtype)
+        _arrays.check_out(out, outer, dtype)
     res = out if out is not None else np.empty(outer, dtype=dtype)
     flat = res if res.flags.c_contiguous else np.empty(outer, dtype=dtype)
     n_rows, k = math.prod(outer), view.shape[-1]
@@ -287,7 +278,7 @@ def _softmax_family(x, axis, out, n_threads, log: bool):
     ax = _arrays.check_axis(axis, arr.ndim)
     dtype = arr.dtype
     if out is not None:
-        _check_array_out(out, "out", arr.shape, dtype)
+        _arrays.check_out(out, arr.shape, dtype)
         _check_alias(out, "out", arr, "x")
     res = out if out is not None else np.empty(arr.shape, dtype=dtype)
     xv, ov = _last_axis(arr, ax), _last_axis(res, ax)
