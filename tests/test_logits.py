@@ -909,3 +909,27 @@ def test_public_names_and_docstrings():
     assert "T**2" in fastkl.kl_divergence_logits.__doc__
     failed, attempted = doctest.testmod(fastkl.logits, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert failed == 0 and attempted >= len(fastkl.logits.__all__)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_long_rows_rising_max_and_masks(dtype, simd_level):
+    """Rows longer than the kernel's 2048-element blocks, with the max rising
+    from block to block, -inf masks and a NaN: the one-pass log-sum-exp must
+    match scipy (float32: its float exp, ~1e-7 relative, summed in double)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 9_000)) * 4
+    x[0] += np.linspace(0, 50, 9_000)           # max rises in every block
+    x[1, ::3] = -np.inf                          # masked logits
+    x[2, :] = -np.inf
+    x[2, 8_999] = 1.0                            # a single finite logit, in the last block
+    x[3, 5] = np.nan
+    x[4] -= np.linspace(0, 50, 9_000)            # max in the first block
+    x = x.astype(dtype)
+    want = sp.logsumexp(x.astype(np.float64), axis=1)
+    got = fastkl.logsumexp(x)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, want, rtol=rtol)
+    labels = np.array([8_000, 1, 8_999, 0, 3, 4])
+    loss = fastkl.softmax_cross_entropy(x, labels, reduction="none")
+    want_loss = want - x.astype(np.float64)[np.arange(6), labels]
+    np.testing.assert_allclose(loss, want_loss, rtol=10 * rtol, atol=1e-6 if dtype == np.float32 else 1e-12)

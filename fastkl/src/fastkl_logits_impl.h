@@ -10,23 +10,55 @@
  * double; no softmax row is materialised unless it is the output.
  */
 
-/* The shift used for a stable log-sum-exp: the row max of x*scale, or 0 when
- * that max is not finite (an all -inf row, or a row holding +inf), which gives
- * scipy.special's results: logsumexp -inf / +inf, softmax NaN. */
-FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
+/* The row max of x*scale (NaN ignored), and the shift used for a stable
+ * log-sum-exp: that max, or 0 when it is not finite (an all -inf row, or a
+ * row holding +inf), which gives scipy.special's results: logsumexp -inf /
+ * +inf, softmax NaN. */
+FKL_INLINE double FKL_S(fkl_row_max)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
 {
     double m = -FKL_INF;
     FKL_ROW_LOOP1(z, sx, n, reduction(max : m), { const double v = x * scale; m = (v > m) ? v : m; })
-    return (m > -FKL_INF && m < FKL_INF) ? m : 0.0;
+    return m;
+}
+
+#define FKL_SHIFT(mx) (((mx) > -FKL_INF && (mx) < FKL_INF) ? (mx) : 0.0)
+
+FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
+{
+    const double m = FKL_S(fkl_row_max)(z, sx, n, scale);
+    return FKL_SHIFT(m);
 }
 
 /* log sum exp(x*scale - m).  The terms at the max are exactly 1: they are
  * counted apart (cnt) from the rest, and log(cnt + rest) is formed as
  * log(cnt) + log1p(rest/cnt), so a row dominated by one logit -- a confident
- * prediction, a tiny loss -- keeps full relative accuracy. */
-FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale, double m)
+ * prediction, a tiny loss -- keeps full relative accuracy.
+ * When m is the row's finite max and scale is 1 (`fast`), the differences
+ * are formed in the element type and summed with FKL_EXP_SUM_T: float32
+ * logits run 8 lanes wide on AVX2 and never convert to double before exp. */
+FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale,
+                                                    double m, int fast)
 {
     double cnt = 0.0, rest = 0.0;
+    if (fast && scale == 1.0) {
+        const FKL_T mt = (FKL_T)m;   /* exact: m is one of the row's values */
+#define FKL_LSE_FAST_BODY(ZI)                                   \
+        {                                                       \
+            const FKL_T d = (ZI) - mt;                          \
+            const FKL_T e = FKL_EXP_SUM_T(d);                   \
+            cnt += (d == 0) ? 1.0 : 0.0;                        \
+            rest += (d == 0) ? 0.0 : (double)e;                 \
+        }
+        if (sx == 1) {
+            FKL_PRAGMA(omp simd reduction(+ : cnt, rest))
+            for (ptrdiff_t i = 0; i < n; i++) FKL_LSE_FAST_BODY(z[i])
+        } else {
+            FKL_PRAGMA(omp simd reduction(+ : cnt, rest))
+            for (ptrdiff_t i = 0; i < n; i++) FKL_LSE_FAST_BODY(z[i * sx])
+        }
+#undef FKL_LSE_FAST_BODY
+        return fkl_log_count_plus(cnt, rest);
+    }
     FKL_ROW_LOOP1(z, sx, n, reduction(+ : cnt, rest), {
         const double d = x * scale - m;
         const double e = FKL_EXPT(d);
@@ -36,18 +68,69 @@ FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx,
     return fkl_log_count_plus(cnt, rest);
 }
 
+/* log-sum-exp of a row in one pass over memory: each block's max is read
+ * from memory, then the block's exps from L1 while the prefetcher streams the
+ * next block, so the exp arithmetic overlaps the memory traffic.  A rising
+ * max rescales what was summed so far.  Returns log(sum exp(x - m)) and the
+ * row max in *m_out; when that max is not finite the caller must use the
+ * two-pass path (the sums are then meaningless). */
+FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double *m_out)
+{
+    const ptrdiff_t B = 2048;
+    double m = -FKL_INF, cnt = 0.0, rest = 0.0;
+    for (ptrdiff_t b0 = 0; b0 < n; b0 += B) {
+        const ptrdiff_t nb = (n - b0 < B) ? n - b0 : B;
+        const FKL_T *zb = z + b0 * sx;
+        const double mb = FKL_S(fkl_row_max)(zb, sx, nb, 1.0);
+        if (mb > m) {
+            if (m > -FKL_INF) {
+                rest = (cnt + rest) * fkl_exp(m - mb);
+                cnt = 0.0;
+            }
+            m = mb;
+        }
+        if (!(m > -FKL_INF && m < FKL_INF))
+            continue;
+        const FKL_T mt = (FKL_T)m;
+        double bc = 0.0, br = 0.0;
+#define FKL_LSE_BLOCK_BODY(ZI)                                  \
+        {                                                       \
+            const FKL_T d = (ZI) - mt;                          \
+            const FKL_T e = FKL_EXP_SUM_T(d);                   \
+            bc += (d == 0) ? 1.0 : 0.0;                         \
+            br += (d == 0) ? 0.0 : (double)e;                   \
+        }
+        if (sx == 1) {
+            FKL_PRAGMA(omp simd reduction(+ : bc, br))
+            for (ptrdiff_t i = 0; i < nb; i++) FKL_LSE_BLOCK_BODY(zb[i])
+        } else {
+            FKL_PRAGMA(omp simd reduction(+ : bc, br))
+            for (ptrdiff_t i = 0; i < nb; i++) FKL_LSE_BLOCK_BODY(zb[i * sx])
+        }
+#undef FKL_LSE_BLOCK_BODY
+        cnt += bc;
+        rest += br;
+    }
+    *m_out = m;
+    return fkl_log_count_plus(cnt, rest);
+}
+
 static inline double FKL_S(fkl_logsumexp_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n)
 {
-    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
-    return m + FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m);
+    double mx;
+    const double ls = FKL_S(fkl_row_lse_onepass)(x, sx, n, &mx);
+    if (mx > -FKL_INF && mx < FKL_INF)
+        return mx + ls;
+    const double m = FKL_SHIFT(mx);   /* all -inf or holding +inf: the two-pass path */
+    return m + FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m, 0);
 }
 
 /* out = log_softmax(x), computed as (x - m) - log(sum exp(x - m)) like scipy. */
 static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n,
                                               FKL_T *out, ptrdiff_t so)
 {
-    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
-    const double ls = FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m);
+    const double mx = FKL_S(fkl_row_max)(x, sx, n, 1.0), m = FKL_SHIFT(mx);
+    const double ls = FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m, m == mx);
     FKL_PRAGMA(omp simd)
     for (ptrdiff_t i = 0; i < n; i++)
         out[i * so] = (FKL_T)(((double)x[i * sx] - m) - ls);
@@ -84,13 +167,20 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
                                              const double *w, double wsum, double eps,
                                              FKL_T *grad, ptrdiff_t sg, double gscale)
 {
-    const double m = FKL_S(fkl_row_shift)(z, sx, n, 1.0);
+    /* eps = 0 (the common case): one pass over memory for max and sum. */
+    double mx, ls = 0.0;
+    if (eps == 0.0)
+        ls = FKL_S(fkl_row_lse_onepass)(z, sx, n, &mx);
+    else
+        mx = FKL_S(fkl_row_max)(z, sx, n, 1.0);
+    const double m = FKL_SHIFT(mx);
     const double xy = (double)z[y * sx];
     const double wy = w ? w[y] : 1.0;
     const double ec = eps / (double)n;
-    double cnt = 0.0, rest = 0.0, swx = 0.0, ls;
+    double cnt = 0.0, rest = 0.0, swx = 0.0;
     if (eps == 0.0) {
-        ls = FKL_S(fkl_row_logsumexp_shifted)(z, sx, n, 1.0, m);
+        if (m != mx)
+            ls = FKL_S(fkl_row_logsumexp_shifted)(z, sx, n, 1.0, m, 0);
     } else {
         FKL_PRAGMA(omp simd reduction(+ : cnt, rest, swx))
         for (ptrdiff_t i = 0; i < n; i++) {

@@ -184,6 +184,53 @@ FKL_INLINE double fkl_exp(double x)
     return y;
 }
 
+/* ---- exp of x <= 0 for sums (log-sum-exp): no overflow path, one scale
+ * step, and x < -708 (float: -87) is clamped, so exp(-inf) gives ~1e-308
+ * (float: ~1.6e-38) instead of 0 -- harmless in a sum whose largest term is
+ * 1, wrong anywhere an individual value is used.  NaN propagates.  Same
+ * polynomial as fkl_exp / fkl_expf; ~20% fewer operations. */
+FKL_INLINE double fkl_exp_nonpos(double x)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double inv_ln2 = 1.44269504088896338700e+00, shift = 0x1.8p52;
+    const double xc = (x < -708.0) ? -708.0 : x;
+    const double t = xc * inv_ln2 + shift;
+    const double kd = t - shift;
+    const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    double P = 1.0 / 6227020800.0;
+    P = P * r + 1.0 / 479001600.0;
+    P = P * r + 1.0 / 39916800.0;
+    P = P * r + 1.0 / 3628800.0;
+    P = P * r + 1.0 / 362880.0;
+    P = P * r + 1.0 / 40320.0;
+    P = P * r + 1.0 / 5040.0;
+    P = P * r + 1.0 / 720.0;
+    P = P * r + 1.0 / 120.0;
+    P = P * r + 1.0 / 24.0;
+    P = P * r + 1.0 / 6.0;
+    P = P * r + 0.5;
+    const double p = 1.0 + (r + (r * r) * P);
+    return p * fkl_from_bits((fkl_bits(t) - fkl_bits(shift) + 1023) << 52);
+}
+
+FKL_INLINE float fkl_expf_nonpos(float x)
+{
+    const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
+    const float inv_ln2 = 1.4426950216e+00f, shift = 0x1.8p23f;
+    const float xc = (x < -87.0f) ? -87.0f : x;
+    const float t = xc * inv_ln2 + shift;
+    const float kd = t - shift;
+    const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    float P = 1.0f / 5040.0f;
+    P = P * r + 1.0f / 720.0f;
+    P = P * r + 1.0f / 120.0f;
+    P = P * r + 1.0f / 24.0f;
+    P = P * r + 1.0f / 6.0f;
+    P = P * r + 0.5f;
+    const float p = 1.0f + (r + (r * r) * P);
+    return p * fkl_from_bitsf((fkl_bitsf(t) - fkl_bitsf(shift) + 127) << 23);
+}
+
 /* ---- float log, evaluated in float (fdlibm e_logf.c); core / fast path /
  * full version as for double. */
 FKL_INLINE float fkl_logf_core(float x, float kshift)

@@ -91,23 +91,27 @@
 #define FKL_T double
 #define FKL_S(name) name##_d
 #define FKL_EXPT(v) fkl_exp(v)
+#define FKL_EXP_SUM_T(v) fkl_exp_nonpos(v)
 #define FKL_LOGT_NORMAL(v) fkl_log_normal(v)
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
 #undef FKL_EXPT
+#undef FKL_EXP_SUM_T
 #undef FKL_LOGT_NORMAL
 
 #define FKL_T float
 #define FKL_S(name) name##_f
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
+#define FKL_EXP_SUM_T(v) fkl_expf_nonpos(v)
 #define FKL_LOGT_NORMAL(v) ((double)fkl_logf_normal((float)(v)))
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
 #undef FKL_S
 #undef FKL_EXPT
+#undef FKL_EXP_SUM_T
 #undef FKL_LOGT_NORMAL
 
 #endif /* FASTKL_ROWS_H */
