@@ -1,6 +1,6 @@
 # Row-wise kernels, compiled once per SIMD level by including this file from
 # _kernels_<level>.pyx (see setup.py).  Design, after sklearn/_loss:
-#   - the Python layer (fastkl/_api.py) validates, moves the reduced axis last
+#   - the Python layer (fastkl/_rowwise.py, fastkl/logits.py) validates, moves the reduced axis last
 #     and hands 2-D views (rows, K) with any strides, a 1-D output and a
 #     per-row byte array that receives the validity flags;
 #   - each kernel is a `prange` over rows whose body is one call to a C row
