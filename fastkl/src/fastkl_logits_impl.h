@@ -16,6 +16,17 @@
  * +inf, softmax NaN. */
 FKL_INLINE double FKL_S(fkl_row_max)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
 {
+    if (scale == 1.0) {  /* in the element type: 8 float lanes, no conversion */
+        FKL_T mt = (FKL_T)-FKL_INF;
+        if (sx == 1) {
+            FKL_PRAGMA(omp simd reduction(max : mt))
+            for (ptrdiff_t i = 0; i < n; i++) mt = (z[i] > mt) ? z[i] : mt;
+        } else {
+            FKL_PRAGMA(omp simd reduction(max : mt))
+            for (ptrdiff_t i = 0; i < n; i++) mt = (z[i * sx] > mt) ? z[i * sx] : mt;
+        }
+        return (double)mt;
+    }
     double m = -FKL_INF;
     FKL_ROW_LOOP1(z, sx, n, reduction(max : m), { const double v = x * scale; m = (v > m) ? v : m; })
     return m;
