@@ -30,6 +30,8 @@ def as_float_array(x, name: str) -> np.ndarray:
             arr = np.asarray(x)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if not arr.dtype.isnative and arr.dtype.kind in "fiub":
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # byte-swapped: native copy, same type
     dt = arr.dtype
     if dt in _FLOAT_TYPES:
         pass
@@ -81,7 +83,7 @@ def base_scale(base) -> float:
     if base is None:
         return 1.0
     if isinstance(base, bool) or not isinstance(base, numbers.Real):
-        raise TypeError(f"base must be a positive real number or None, got {base!r}")
+        raise ValueError(f"base must be a positive real number other than 1, or None; got {base!r}")
     b = float(base)
     if not (b > 0.0 and b != 1.0 and np.isfinite(b)):
         raise ValueError(f"base must be > 0, finite and != 1, got {base!r}")

@@ -9,7 +9,7 @@ Subcommands
     installed) and the memory-bandwidth floor; see :mod:`fastkl._bench`.  Workloads
     ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default)
     and ``ce`` (softmax cross-entropy of logits with integer labels).
-``fastkl kl P.npy Q.npy``, ``fastkl ce P.npy Q.npy``, ``fastkl entropy P.npy``
+``fastkl kl P.npy Q.npy``, ``fastkl ce P.npy Q.npy``, ``fastkl js P.npy Q.npy``, ``fastkl entropy P.npy``
     Compute a measure of ``.npy`` files.  Inputs are memory-mapped
     (``allow_pickle=False``); 2-D inputs reduced along their last axis are processed in
     row chunks (about 64 MiB of input each, ``--chunk-rows`` to choose), so memory use
@@ -52,7 +52,8 @@ CHUNK_BYTES = 64 * 2**20
 MAX_PRINTED = 10_000
 
 # subcommand -> (fastkl function name, number of input files)
-_MEASURES = {"kl": ("kl_divergence", 2), "ce": ("cross_entropy", 2), "entropy": ("entropy", 1)}
+_MEASURES = {"kl": ("kl_divergence", 2), "ce": ("cross_entropy", 2), "entropy": ("entropy", 1),
+             "js": ("js_divergence", 2)}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -164,6 +165,9 @@ def _add_measure(sub: argparse._SubParsersAction, command: str) -> None:
     if n_files > 1:
         p.add_argument("--log-q", action="store_true", help="Q holds natural-log probabilities")
     p.add_argument("--normalize", action="store_true", help="divide each row by its sum first")
+    if command == "js":
+        p.add_argument("--distance", action="store_true",
+                       help="the Jensen-Shannon distance (square root of the divergence, per row)")
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip the check for negative / NaN / infinite values")
     p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
@@ -378,6 +382,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
                                   validate=args.validate, n_threads=args.threads)
     if hasattr(args, "log_q"):
         kwargs["log_q"] = args.log_q
+    if hasattr(args, "distance"):
+        kwargs["distance"] = args.distance
     n_rows = _chunked_rows(arrays, args.axis)
     if n_rows is not None and n_rows > 0:
         result = _run_chunked(args, fn, arrays, kwargs, n_rows)

@@ -764,8 +764,8 @@ def binary_cross_entropy(
     p : array_like
         Predicted probabilities, each in [0, 1]; any shape.
     y : array_like
-        Targets, any real values (as PyTorch allows, e.g. soft labels);
-        converted to ``p``'s dtype if different.
+        Targets in [0, 1] (soft labels allowed; outside or NaN raises
+        ``ValueError`` as PyTorch does); converted to ``p``'s dtype if different.
     weight : array_like, optional
         Elementwise rescaling weight.
     reduction : {"none", "sum", "mean"}, default "mean"
@@ -782,7 +782,8 @@ def binary_cross_entropy(
     ------
     ValueError
         A ``p`` outside [0, 1] or NaN (the message names the first one), as
-        PyTorch does; checked in the same pass as the loss.
+        PyTorch does; checked in the same pass as the loss.  Likewise a ``y``
+        outside [0, 1] (checked before the kernel runs).
 
     Notes
     -----
@@ -800,6 +801,11 @@ def binary_cross_entropy(
     """
     reduction = _arrays.check_reduction(reduction)
     (pv, yv, wv), p_arr, shape, dtype = _bce_operands(p, "p", y, weight)
+    with np.errstate(invalid="ignore"):  # as torch: targets must lie in [0, 1]
+        bad_y = ~((yv >= 0) & (yv <= 1))
+    if bad_y.any():
+        pos = _first(bad_y)
+        raise ValueError(f"y must hold targets in [0, 1]; y{_where(pos)} = {float(yv[pos])!r}")
     out = np.empty(shape, dtype=dtype) if reduction == "none" else None
     n = math.prod(shape)
     threads = _threads.resolve(n_threads, n, max(1, n // _ELEMENTWISE_ROW))

@@ -422,8 +422,7 @@ def test_bad_reduction_is_usage_error_2(prob_files, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["kl", "only_one.npy"], ["entropy"], ["entropy", "p.npy", "--chunk-rows", "0"],
-                                  ["js", "p.npy", "q.npy"]])
+@pytest.mark.parametrize("args", [["kl", "only_one.npy"], ["entropy"], ["entropy", "p.npy", "--chunk-rows", "0"]])
 def test_usage_errors_are_2(args):
     assert cli.main(args) == 2
 
@@ -443,3 +442,16 @@ def test_failed_run_leaves_no_output(tmp_path, capsys):
     assert cli.main(["entropy", str(tmp_path / "p.npy"), "--chunk-rows", "3", "-o", str(out)]) == 1
     _one_error_line(capsys)
     assert not out.exists() and list(tmp_path.glob(".fastkl-*")) == []
+
+
+def test_js_file_command_with_distance(tmp_path):
+    rng = np.random.default_rng(3)
+    p, q = rng.random((7, 5)), rng.random((7, 5))
+    p /= p.sum(1, keepdims=True)
+    q /= q.sum(1, keepdims=True)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "js.npy"
+    assert cli.main(["js", str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "--distance",
+                     "--chunk-rows", "3", "-o", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), fastkl.js_divergence(p, q, distance=True), rtol=1e-13)
