@@ -13,8 +13,11 @@ Conventions shared by this module:
   of the computation (float32 for float32 logits, as in PyTorch) but is summed
   in float64 before that final rounding.
 * **targets** of the losses (``target``, ``y``, ``weight``, ``pos_weight``) are
-  converted to the dtype of the prediction when they differ -- a copy of the
-  (usually small) target, never of the logits.
+  converted to the dtype of the prediction when they differ, except that a
+  float64 ndarray next to float32 predictions makes the loss compute in
+  float64 (the contract's mixed-pair rule, and PyTorch's promotion): that
+  copies the predictions, so pass float32 targets with float32 logits.
+  Integer targets and Python scalars/lists never promote.
 * **semantics** are PyTorch's (``torch.nn.functional.cross_entropy``,
   ``binary_cross_entropy``, ``binary_cross_entropy_with_logits``); the plain
   numpy versions in :mod:`fastkl.reference` spell them out.
@@ -70,8 +73,16 @@ def _kernel(name: str, dtype: np.dtype):
     return _rowwise.specialised(getattr(_dispatch.kernels, name), dtype)
 
 
+def _promotes(pred: np.ndarray, other) -> bool:
+    """True when a float64 ndarray meets a float32 prediction: the contract's
+    mixed float32/float64 rule computes in float64 (a copy of the prediction).
+    Python scalars and lists are weak, as in numpy: they take ``pred``'s dtype."""
+    return pred.dtype == np.float32 and isinstance(other, np.ndarray) and other.dtype == np.float64
+
+
 def _as_dtype(x, name: str, dtype: np.dtype) -> np.ndarray:
-    """``x`` as an array of ``dtype``: a target follows its prediction's dtype."""
+    """``x`` as an array of ``dtype``: a target or weight follows its prediction's
+    dtype (after the float64 promotion of :func:`_promotes`)."""
     arr = _arrays.as_float_array(x, name)
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
@@ -466,7 +477,8 @@ def softmax_cross_entropy(
     target : array_like
         Integer class indices of any integer dtype (converted to int64, a
         copy of ``N`` labels unless already int64), or class probabilities of
-        the logits' shape (converted to the logits' dtype if different).
+        the logits' shape (converted to the logits' dtype if different; a
+        float64 array with float32 logits computes in float64).
         A float array of the index shape raises ``TypeError``.
     axis : int, default -1
         Class axis.
@@ -555,6 +567,8 @@ def softmax_cross_entropy(
     z = _arrays.as_float_array(logits, "logits")
     if z.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
+    if _promotes(z, target) and np.shape(target) == z.shape:
+        z = z.astype(np.float64)  # float32 logits, float64 probability target: compute in float64
     ax = _arrays.check_axis(axis, z.ndim)
     dtype = z.dtype
     n_classes = z.shape[ax]
@@ -720,6 +734,8 @@ def _bce_operands(pred, pred_name: str, y, weight, extra=()):
     An absent weight is a read-only zero-stride array of ones.
     """
     x = _arrays.as_float_array(pred, pred_name)
+    if any(_promotes(x, v) for v in (y, weight) + tuple(v for v, _ in extra)):
+        x = x.astype(np.float64)  # a float64 operand with float32 x: compute in float64
     dtype = x.dtype
     arrays = [x, _as_dtype(y, "y", dtype)]
     names = [pred_name, "y"]
@@ -765,7 +781,8 @@ def binary_cross_entropy(
         Predicted probabilities, each in [0, 1]; any shape.
     y : array_like
         Targets in [0, 1] (soft labels allowed; outside or NaN raises
-        ``ValueError`` as PyTorch does); converted to ``p``'s dtype if different.
+        ``ValueError`` as PyTorch does); converted to ``p``'s dtype if different
+        (a float64 array with float32 ``p`` computes in float64).
     weight : array_like, optional
         Elementwise rescaling weight.
     reduction : {"none", "sum", "mean"}, default "mean"
@@ -860,7 +877,8 @@ def binary_cross_entropy_with_logits(
     x : array_like
         Logits; any shape.
     y : array_like
-        Targets, any real values; converted to ``x``'s dtype if different.
+        Targets, any real values; converted to ``x``'s dtype if different (a
+        float64 array with float32 ``x`` computes in float64).
     pos_weight : array_like, optional
         Weight of the positive term.  Broadcasts by numpy's rules, so a 1-D
         array of length C applies per class along the **last** axis, as in

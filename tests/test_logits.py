@@ -182,13 +182,13 @@ def test_bce_matrix(layout, dtype, n_threads, simd_level, to_layout, rng):
     x = to_layout(logits_like(rng, SHAPE, dtype), layout, "x")
     y = to_layout((rng.random(SHAPE) < 0.5).astype(dtype), layout, "y")
     p = to_layout(rng.random(SHAPE).astype(dtype), layout, "p")
-    w = rng.random(SHAPE[1]) + 0.5
-    r = rng.random(SHAPE[1]) * 3
+    # weights in x's dtype: a float64 weight would promote float32 x to float64
+    w = (rng.random(SHAPE[1]) + 0.5).astype(dtype)
+    r = (rng.random(SHAPE[1]) * 3).astype(dtype)
     for reduction in REDUCTIONS:
         loss, grad = fastkl.binary_cross_entropy_with_logits(
             x, y, pos_weight=r, weight=w, reduction=reduction, return_grad=True, n_threads=n_threads)
-        # The reference takes pos_weight/weight in float64; fastkl converts them to x's dtype.
-        rr, ww = r.astype(dtype), w.astype(dtype)
+        rr, ww = r, w
         want, want_grad = R.binary_cross_entropy_with_logits(
             f64(x), f64(y), pos_weight=f64(rr), weight=f64(ww), reduction=reduction, return_grad=True)
         assert np.asarray(loss).dtype == np.dtype(dtype) and grad.dtype == np.dtype(dtype)
@@ -526,14 +526,22 @@ def test_option_errors_name_the_argument():
         fastkl.logsumexp(3.0)
 
 
-def test_probability_target_dtype_follows_logits(rng):
-    """float64 probabilities with float32 logits: the target is converted, the logits are not."""
+def test_float64_targets_promote_float32_predictions(rng):
+    """The contract's mixed float32/float64 rule: a float64 ndarray target (or
+    weight) with float32 predictions computes in float64, as PyTorch promotes;
+    a float32 target keeps float32; Python lists are weak and never promote."""
     x = logits_like(rng, (4, 6), np.float32)
     t = rng.dirichlet(np.ones(6), 4)
     loss, g = fastkl.softmax_cross_entropy(x, t, return_grad=True)
-    assert loss.dtype == F32 and g.dtype == F32
-    want = R.softmax_cross_entropy(f64(x), f64(t.astype(np.float32)))
-    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+    assert loss.dtype == np.float64 and g.dtype == np.float64
+    assert float(loss) == pytest.approx(float(R.softmax_cross_entropy(f64(x), t)), rel=1e-12)
+    loss32 = fastkl.softmax_cross_entropy(x, t.astype(np.float32))
+    assert loss32.dtype == F32
+    xb = np.zeros(3, np.float32)
+    assert fastkl.binary_cross_entropy_with_logits(xb, np.ones(3)).dtype == np.float64
+    assert fastkl.binary_cross_entropy_with_logits(xb, np.ones(3, np.float32), weight=np.ones(3)).dtype == np.float64
+    assert fastkl.binary_cross_entropy_with_logits(xb, [1.0, 0.0, 1.0]).dtype == F32
+    assert fastkl.binary_cross_entropy(xb + 0.5, np.ones(3)).dtype == np.float64
     # integer one-hot rows of the logits' shape are probability targets
     onehot = np.eye(6, dtype=np.int64)[[0, 2, 4, 5]]
     np.testing.assert_allclose(fastkl.softmax_cross_entropy(x, onehot, reduction="none"),
