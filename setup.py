@@ -68,7 +68,7 @@ class BuildExt(build_ext):
             omp = ["/openmp"] if not DEBUG else []
             omp_link = []
         else:
-            # -O3 for vectorisation; no -ffast-math (it breaks inf/NaN).  The two
+            # -O3 for vectorisation; no fast-math flags (they break inf/NaN).  The two
             # -fno-* flags let gcc if-convert the branch-free selects.
             common = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
             common += ["-Wno-unused-function", "-Wno-unreachable-code"]

@@ -146,13 +146,14 @@ FKL_INLINE double fkl_log_ratio(double p, double q)
 
 /* ---- double exp: x = k ln2 + r, |r| <= ln2/2, exp(r) by Taylor to degree 13
  * (truncation < 2^-60), 2^k applied in two steps so subnormal results round
- * once. */
-FKL_INLINE double fkl_exp(double x)
+ * once.  fkl_exp_core takes an argument already clamped to [-745.2, 709.8];
+ * fkl_exp handles every input, fkl_exp_nonpos only x <= 0 (log-sum-exp sums:
+ * no overflow path).  Both keep exp(-inf) = 0, subnormals and NaN exact. */
+FKL_INLINE double fkl_exp_core(double xc)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double inv_ln2 = 1.44269504088896338700e+00;
     const double shift = 0x1.8p52;  /* adding it rounds to an integer held in the low bits */
-    const double xc = (x > 709.8) ? 709.8 : ((x < -745.2) ? -745.2 : x);
     const double t = xc * inv_ln2 + shift;
     const double kd = t - shift;
     const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
@@ -173,70 +174,24 @@ FKL_INLINE double fkl_exp(double x)
     const double p = 1.0 + (r + (r * r) * P);
     /* k1 = round(k/2), k2 = k - k1: both scale factors stay normal. */
     const double t1 = kd * 0.5 + shift;
-    const double k1 = t1 - shift;
-    const double k2 = kd - k1;
-    const double s1 = fkl_from_bits((fkl_bits(t1) - fkl_bits(shift) + 1023) << 52);
-    const double s2 = fkl_from_bits((fkl_bits(k2 + shift) - fkl_bits(shift) + 1023) << 52);
-    double y = (p * s1) * s2;
-    y = (x > 709.782712893384) ? FKL_INF : y;
-    y = (x < -745.2) ? 0.0 : y;
-    y = (x != x) ? x : y;
-    return y;
-}
-
-/* ---- exp of x <= 0, for log-sum-exp sums: fkl_exp / fkl_expf without
- * the overflow path (the argument is x - max).  Subnormal results and
- * exp(-inf) = 0 stay exact (two scale steps, as fkl_exp); NaN propagates. */
-FKL_INLINE double fkl_exp_nonpos(double x)
-{
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double inv_ln2 = 1.44269504088896338700e+00, shift = 0x1.8p52;
-    const double xc = (x < -745.2) ? -745.2 : x;
-    const double t = xc * inv_ln2 + shift;
-    const double kd = t - shift;
-    const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
-    double P = 1.0 / 6227020800.0;
-    P = P * r + 1.0 / 479001600.0;
-    P = P * r + 1.0 / 39916800.0;
-    P = P * r + 1.0 / 3628800.0;
-    P = P * r + 1.0 / 362880.0;
-    P = P * r + 1.0 / 40320.0;
-    P = P * r + 1.0 / 5040.0;
-    P = P * r + 1.0 / 720.0;
-    P = P * r + 1.0 / 120.0;
-    P = P * r + 1.0 / 24.0;
-    P = P * r + 1.0 / 6.0;
-    P = P * r + 0.5;
-    const double p = 1.0 + (r + (r * r) * P);
-    const double t1 = kd * 0.5 + shift;
     const double k2 = kd - (t1 - shift);
     const double s1 = fkl_from_bits((fkl_bits(t1) - fkl_bits(shift) + 1023) << 52);
     const double s2 = fkl_from_bits((fkl_bits(k2 + shift) - fkl_bits(shift) + 1023) << 52);
-    const double y = (p * s1) * s2;
-    return (x < -745.2) ? 0.0 : y;
+    return (p * s1) * s2;
 }
 
-FKL_INLINE float fkl_expf_nonpos(float x)
+FKL_INLINE double fkl_exp(double x)
 {
-    const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
-    const float inv_ln2 = 1.4426950216e+00f, shift = 0x1.8p23f;
-    const float xc = (x < -104.0f) ? -104.0f : x;
-    const float t = xc * inv_ln2 + shift;
-    const float kd = t - shift;
-    const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
-    float P = 1.0f / 5040.0f;
-    P = P * r + 1.0f / 720.0f;
-    P = P * r + 1.0f / 120.0f;
-    P = P * r + 1.0f / 24.0f;
-    P = P * r + 1.0f / 6.0f;
-    P = P * r + 0.5f;
-    const float p = 1.0f + (r + (r * r) * P);
-    const float t1 = kd * 0.5f + shift;
-    const float k2 = kd - (t1 - shift);
-    const float s1 = fkl_from_bitsf((fkl_bitsf(t1) - fkl_bitsf(shift) + 127) << 23);
-    const float s2 = fkl_from_bitsf((fkl_bitsf(k2 + shift) - fkl_bitsf(shift) + 127) << 23);
-    const float y = (p * s1) * s2;
-    return (x < -104.0f) ? 0.0f : y;
+    double y = fkl_exp_core((x > 709.8) ? 709.8 : ((x < -745.2) ? -745.2 : x));
+    y = (x > 709.782712893384) ? FKL_INF : y;
+    y = (x < -745.2) ? 0.0 : y;
+    return (x != x) ? x : y;
+}
+
+FKL_INLINE double fkl_exp_nonpos(double x)
+{
+    const double y = fkl_exp_core((x < -745.2) ? -745.2 : x);
+    return (x < -745.2) ? 0.0 : y;
 }
 
 /* ---- float log, evaluated in float (fdlibm e_logf.c); core / fast path /
@@ -273,13 +228,13 @@ FKL_INLINE float fkl_logf(float x)
     return r;
 }
 
-/* ---- float exp, evaluated in float: degree-7 Taylor on |r| <= ln2/2. */
-FKL_INLINE float fkl_expf(float x)
+/* ---- float exp, evaluated in float: degree-7 Taylor on |r| <= ln2/2;
+ * same structure as the double exp (core / full / non-positive). */
+FKL_INLINE float fkl_expf_core(float xc)
 {
     const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
     const float inv_ln2 = 1.4426950216e+00f;
     const float shift = 0x1.8p23f;
-    const float xc = (x > 88.8f) ? 88.8f : ((x < -104.0f) ? -104.0f : x);
     const float t = xc * inv_ln2 + shift;
     const float kd = t - shift;
     const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
@@ -291,15 +246,24 @@ FKL_INLINE float fkl_expf(float x)
     P = P * r + 0.5f;
     const float p = 1.0f + (r + (r * r) * P);
     const float t1 = kd * 0.5f + shift;
-    const float k1 = t1 - shift;
-    const float k2 = kd - k1;
+    const float k2 = kd - (t1 - shift);
     const float s1 = fkl_from_bitsf((fkl_bitsf(t1) - fkl_bitsf(shift) + 127) << 23);
     const float s2 = fkl_from_bitsf((fkl_bitsf(k2 + shift) - fkl_bitsf(shift) + 127) << 23);
-    float y = (p * s1) * s2;
+    return (p * s1) * s2;
+}
+
+FKL_INLINE float fkl_expf(float x)
+{
+    float y = fkl_expf_core((x > 88.8f) ? 88.8f : ((x < -104.0f) ? -104.0f : x));
     y = (x > 88.72283935546875f) ? (float)INFINITY : y;
     y = (x < -104.0f) ? 0.0f : y;
-    y = (x != x) ? x : y;
-    return y;
+    return (x != x) ? x : y;
+}
+
+FKL_INLINE float fkl_expf_nonpos(float x)
+{
+    const float y = fkl_expf_core((x < -104.0f) ? -104.0f : x);
+    return (x < -104.0f) ? 0.0f : y;
 }
 
 #endif /* FASTKL_MATH_H */
