@@ -330,7 +330,7 @@ def js_divergence(
     >>> float(fastkl.js_divergence([1.0, 0.0], [0.0, 1.0], base=2))
     1.0
     >>> round(float(fastkl.js_divergence([0.5, 0.5], [0.25, 0.75], distance=True)), 6)
-    0.184874
+    0.183908
     """
     if not distance:
         return _rowwise.run(

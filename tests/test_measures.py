@@ -509,7 +509,9 @@ def test_docstring_examples():
     """The examples in the measures' docstrings (the user documentation) are correct."""
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    tests = [t for f in (fastkl.entropy, fastkl.kl_divergence, fastkl.cross_entropy)
+    tests = [t for f in (fastkl.entropy, fastkl.kl_divergence, fastkl.cross_entropy,
+                         fastkl.symmetric_kl, fastkl.js_divergence, fastkl.set_num_threads,
+                         fastkl.get_num_threads, fastkl.show_config)
              for t in finder.find(f, f.__name__, globs={})]
     tests += finder.find(fastkl, "fastkl", globs={})[:1]
     assert sum(len(t.examples) for t in tests) >= 8
