@@ -104,6 +104,12 @@ def _entropy_kernel(p, out, bad, mode, scale, n_threads):
     fn(p, out, bad, mode, scale, n_threads)
 
 
+def _pair(kernel, p, q, log_p: bool, log_q: bool, normalize: bool, **keywords):
+    """Run a two-argument row kernel with the shared keywords."""
+    return _rowwise.run(kernel, (p, q), ("p", "q"), log_flags=(log_p, log_q),
+                        mode=_mode(log_p, log_q, normalize), **keywords)
+
+
 _KL_KERNEL = _pair_kernel("MEASURE_KL")
 _CE_KERNEL = _pair_kernel("MEASURE_CROSS_ENTROPY")
 _SYMMETRIC_KL_KERNEL = _pair_kernel("MEASURE_SYMMETRIC_KL")
@@ -196,10 +202,9 @@ def kl_divergence(
     >>> fastkl.kl_divergence([[0.5, 0.5], [1.0, 0.0]], [0.5, 0.5], base=2)
     array([0., 1.])
     """
-    return _rowwise.run(
-        _KL_KERNEL, (p, q), ("p", "q"), log_flags=(log_p, log_q), mode=_mode(log_p, log_q, normalize),
-        axis=axis, base=base, reduction=reduction, validate=validate, out=out, dtype=dtype,
-        n_threads=n_threads,
+    return _pair(
+        _KL_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
+        reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
     )
 
 
@@ -240,10 +245,9 @@ def cross_entropy(
     >>> float(fastkl.cross_entropy([1.0, 0.0], [0.0, 1.0]))  # p > 0 where q = 0
     inf
     """
-    return _rowwise.run(
-        _CE_KERNEL, (p, q), ("p", "q"), log_flags=(log_p, log_q), mode=_mode(log_p, log_q, normalize),
-        axis=axis, base=base, reduction=reduction, validate=validate, out=out, dtype=dtype,
-        n_threads=n_threads,
+    return _pair(
+        _CE_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
+        reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
     )
 
 
@@ -282,10 +286,9 @@ def symmetric_kl(
     >>> round(float(fastkl.symmetric_kl([0.5, 0.5], [0.25, 0.75])), 6)
     0.274653
     """
-    return _rowwise.run(
-        _SYMMETRIC_KL_KERNEL, (p, q), ("p", "q"), log_flags=(log_p, log_q),
-        mode=_mode(log_p, log_q, normalize), axis=axis, base=base, reduction=reduction,
-        validate=validate, out=out, dtype=dtype, n_threads=n_threads,
+    return _pair(
+        _SYMMETRIC_KL_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
+        reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
     )
 
 
@@ -333,18 +336,16 @@ def js_divergence(
     0.183908
     """
     if not distance:
-        return _rowwise.run(
-            _JS_KERNEL, (p, q), ("p", "q"), log_flags=(log_p, log_q),
-            mode=_mode(log_p, log_q, normalize), axis=axis, base=base, reduction=reduction,
-            validate=validate, out=out, dtype=dtype, n_threads=n_threads,
+        return _pair(
+            _JS_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
+            reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
         )
     # The root is per row: per-row divergences first, then the reduction.
     reduction = _arrays.check_reduction(reduction)
-    per_row = _rowwise.run(
-        _JS_KERNEL, (p, q), ("p", "q"), log_flags=(log_p, log_q),
-        mode=_mode(log_p, log_q, normalize), axis=axis, base=base, reduction="none",
-        validate=validate, out=out if reduction == "none" else None, dtype=dtype,
-        n_threads=n_threads,
+    per_row = _pair(
+        _JS_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
+        reduction="none", validate=validate, out=out if reduction == "none" else None,
+        dtype=dtype, n_threads=n_threads,
     )
     if reduction == "none":
         return np.sqrt(per_row, out=per_row) if isinstance(per_row, np.ndarray) else np.sqrt(per_row)

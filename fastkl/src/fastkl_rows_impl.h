@@ -22,13 +22,19 @@ FKL_INLINE double FKL_S(fkl_row_normaliser)(const FKL_T *p, ptrdiff_t sp, ptrdif
     return -(m + fkl_log(s));
 }
 
+/* What the row kernels multiply (linear) or add (log space) to a row's values:
+ * the normaliser when `normalize` is set, else the identity (1 or 0). */
+FKL_INLINE double FKL_S(fkl_row_scale)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n, int normalize, int log_space)
+{
+    return normalize ? FKL_S(fkl_row_normaliser)(p, sp, n, log_space) : (log_space ? 0.0 : 1.0);
+}
+
 /* Entropy  H(p) = -sum p log p. */
 static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n,
                                             int mode, int64_t *bad)
 {
     const int log_p = mode & FKL_LOG_P;
-    const double ap = (mode & FKL_NORMALIZE) ? FKL_S(fkl_row_normaliser)(p, sp, n, log_p)
-                                             : (log_p ? 0.0 : 1.0);
+    const double ap = FKL_S(fkl_row_scale)(p, sp, n, mode & FKL_NORMALIZE, log_p);
     double acc = 0.0;
     double bp = 0.0, bq = 0.0;
     if (!log_p) {
@@ -79,8 +85,8 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
 {
     const int log_p = mode & FKL_LOG_P, log_q = mode & FKL_LOG_Q;
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, log_p) : (log_p ? 0.0 : 1.0);
-    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, log_q) : (log_q ? 0.0 : 1.0);
+    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, log_p);
+    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, log_q);
     double acc = 0.0;
     double bp = 0.0, bq = 0.0;
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
@@ -157,8 +163,8 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, 
 {
     const int log_p = mode & FKL_LOG_P, log_q = mode & FKL_LOG_Q;
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, log_p) : (log_p ? 0.0 : 1.0);
-    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, log_q) : (log_q ? 0.0 : 1.0);
+    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, log_p);
+    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, log_q);
     double acc = 0.0;
     double bp = 0.0, bq = 0.0;
     /* The four modes differ only in how p and log q are obtained. */
@@ -249,8 +255,8 @@ static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, ptrdiff_t sp, c
                                                  ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
 {
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, mode & FKL_LOG_P) : ((mode & FKL_LOG_P) ? 0.0 : 1.0);
-    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, mode & FKL_LOG_Q) : ((mode & FKL_LOG_Q) ? 0.0 : 1.0);
+    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, mode & FKL_LOG_P);
+    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, mode & FKL_LOG_Q);
     double acc = 0.0, bp = 0.0, bq = 0.0;
     FKL_PAIR_MODES(mode, {
         double t = (pv - qv) * lr;
@@ -270,8 +276,8 @@ static inline double FKL_S(fkl_js_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
                                        ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
 {
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = norm ? FKL_S(fkl_row_normaliser)(p, sp, n, mode & FKL_LOG_P) : ((mode & FKL_LOG_P) ? 0.0 : 1.0);
-    const double aq = norm ? FKL_S(fkl_row_normaliser)(q, sq, n, mode & FKL_LOG_Q) : ((mode & FKL_LOG_Q) ? 0.0 : 1.0);
+    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, mode & FKL_LOG_P);
+    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, mode & FKL_LOG_Q);
     double acc = 0.0, bp = 0.0, bq = 0.0;
     FKL_PAIR_MODES(mode, {
         const double m = 0.5 * (pv + qv);
