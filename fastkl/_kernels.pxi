@@ -317,33 +317,33 @@ def bce_rows(const floating_in[:, :] p, const floating_in[:, :] y, const floatin
 cdef extern from "fastkl_math.h" nogil:
     double fkl_log(double x)
     double fkl_exp(double x)
+    double fkl_exp_nonpos(double x)
     float fkl_logf(float x)
     float fkl_expf(float x)
+    float fkl_expf_sum_term(float x)
     double fkl_log_ratio(double p, double q)
 
 
 def vector_math(str name, const floating_in[::1] x, floating_in[::1] out):
     """out = name(x) with fastkl's vectorised log/exp (float32 input uses the
-    float versions); exposed so the test suite can measure their accuracy."""
+    float versions); exposed so the test suite can measure their accuracy.
+    "exp_sum" is the exp of log-sum-exp terms (x <= 0 only)."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef bint is_log = name == "log"
-    if name not in ("log", "exp"):
-        raise ValueError(f"name must be 'log' or 'exp', got {name!r}")
+    cdef int op
+    if name == "log":
+        op = 0
+    elif name == "exp":
+        op = 1
+    elif name == "exp_sum":
+        op = 2
+    else:
+        raise ValueError(f"name must be 'log', 'exp' or 'exp_sum', got {name!r}")
     with nogil:
-        if floating_in is double:
-            if is_log:
-                for i in range(n):
-                    out[i] = fkl_log(x[i])
+        for i in range(n):
+            if floating_in is double:
+                out[i] = fkl_log(x[i]) if op == 0 else (fkl_exp(x[i]) if op == 1 else fkl_exp_nonpos(x[i]))
             else:
-                for i in range(n):
-                    out[i] = fkl_exp(x[i])
-        else:
-            if is_log:
-                for i in range(n):
-                    out[i] = fkl_logf(x[i])
-            else:
-                for i in range(n):
-                    out[i] = fkl_expf(x[i])
+                out[i] = fkl_logf(x[i]) if op == 0 else (fkl_expf(x[i]) if op == 1 else fkl_expf_sum_term(x[i]))
 
 
 def vector_log_ratio(const double[::1] p, const double[::1] q, double[::1] out):

@@ -84,6 +84,36 @@ def test_exp_float_within_1_05_ulp(level):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+def test_exp_sum_term_double_within_1_ulp(level):
+    rng = np.random.default_rng(6)
+    x = -rng.exponential(20.0, 1_000_000)
+    x[:50_000] = rng.uniform(-745.2, -708, 50_000)  # subnormal results
+    x = x[x >= -745.2]
+    err = ulp_error(run(level, "exp_sum", x), np.exp(x.astype(np.longdouble)), np.float64)
+    assert err.max() <= 1.0
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_exp_sum_term_float(level):
+    """The log-sum-exp term exp for float32 logits (fkl_expf_sum_term)."""
+    rng = np.random.default_rng(7)
+    x = -rng.exponential(10.0, 2_000_000).astype(np.float32)
+    x[:100_000] = rng.uniform(-1, 0, 100_000).astype(np.float32)
+    x[100_000:200_000] = rng.uniform(-90, -85, 100_000).astype(np.float32)
+    got = run(level, "exp_sum", x)
+    ref = np.exp(x.astype(np.longdouble))
+    normal = ref >= np.finfo(np.float32).tiny
+    # Header bound: 0.89 ulp with FMA, 1.17 ulp when the build has none (baseline).
+    bound = 1.17 if level == "baseline" else 0.89
+    assert ulp_error(got[normal], ref[normal], np.float32).max() <= bound
+    # Below 2^-126 the terms may be flushed: < 1e-38 absolute, and exactly 0 below -87.68.
+    assert np.abs(got[~normal].astype(np.longdouble) - ref[~normal]).max() < 1e-38
+    assert not got[x < -87.7].any()
+    specials = np.tile(np.array([0.0, -0.0, -np.inf, np.nan, -88.0, -1e30], np.float32), 9)
+    np.testing.assert_array_equal(run(level, "exp_sum", specials)[:6], [1.0, 1.0, 0.0, np.nan, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_log_ratio_within_2_ulp(level):
     rng = np.random.default_rng(5)
     n = 1_000_000

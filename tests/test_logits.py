@@ -924,9 +924,10 @@ def test_public_names_and_docstrings():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_logsumexp_long_rows_rising_max_and_masks(dtype, simd_level):
-    """Rows longer than the kernel's 2048-element blocks, with the max rising
-    from block to block, -inf masks and a NaN: the one-pass log-sum-exp must
-    match scipy (float32: its float exp, ~1e-7 relative, summed in double)."""
+    """Rows longer than the kernel's 8 KiB blocks (2048 float32 / 1024 float64
+    elements), with the max rising from block to block, -inf masks and a NaN:
+    the one-pass log-sum-exp must match scipy (float32: its float exp, ~1e-7
+    relative, summed in float over 128-element chunks, then in double)."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((6, 9_000)) * 4
     x[0] += np.linspace(0, 50, 9_000)           # max rises in every block
@@ -944,3 +945,20 @@ def test_logsumexp_long_rows_rising_max_and_masks(dtype, simd_level):
     loss = fastkl.softmax_cross_entropy(x, labels, reduction="none")
     want_loss = want - x.astype(np.float64)[np.arange(6), labels]
     np.testing.assert_allclose(loss, want_loss, rtol=10 * rtol, atol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("n", [7, 129, 5_000])
+def test_float32_sums_keep_small_losses_accurate(n, simd_level):
+    """float32 log-sum-exp terms are summed in float over 128-element chunks:
+    a confident row (tiny loss, max first or last), equal terms (the worst
+    case for float summation) and a row all at the max stay within 1e-6 of
+    the float64 reference."""
+    confident = np.zeros(n, np.float32)
+    confident[0] = 20.0                      # loss = log1p((n - 1) e^-20) ~ 2e-9 n
+    flat = np.full(n, -1.0, np.float32)
+    flat[0] = 0.0
+    x = np.stack([confident, confident[::-1], flat, np.zeros(n, np.float32)])
+    y = np.array([0, n - 1, 0, 0])
+    want = R.softmax_cross_entropy(x.astype(np.float64), y, reduction="none")
+    np.testing.assert_allclose(fastkl.softmax_cross_entropy(x, y, reduction="none"), want, rtol=1e-6)
+    np.testing.assert_allclose(fastkl.logsumexp(x), R.logsumexp(x.astype(np.float64)), rtol=1e-7)

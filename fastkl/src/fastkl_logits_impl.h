@@ -40,34 +40,66 @@ FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n
     return FKL_SHIFT(m);
 }
 
+/* Adds sum exp(z[i] - mt) over nb elements to *cnt (the terms at the max,
+ * exactly 1) and *rest (the others), with mt the finite max of the row.
+ * `ties` says whether the block may hold the max: when it cannot, the loop
+ * skips the count.  Chunks of FKL_EXP_CHUNK elements are summed in FKL_SUM_T
+ * and then added into the double sums: float32 logits run 8 lanes wide on
+ * AVX2 with no conversion per element, and each float lane adds at most 32
+ * terms (SSE2; 16 on AVX2), so a chunk's sum is within 32 float ulps (2e-6
+ * relative) in the worst case and ~1e-8 typically.  With `next` not NULL (n_next elements),
+ * contiguous rows prefetch that block a few lines per chunk, so its memory
+ * traffic overlaps this block's arithmetic. */
+#define FKL_EXP_CHUNK 128
+FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t nb, FKL_T mt, int ties,
+                                         const FKL_T *next, ptrdiff_t n_next, double *cnt, double *rest)
+{
+    double c = 0.0, r = 0.0;
+    for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_EXP_CHUNK) {
+        const ptrdiff_t nc = (nb - c0 < FKL_EXP_CHUNK) ? nb - c0 : FKL_EXP_CHUNK;
+        const FKL_T *zc = z + c0 * sx;
+        FKL_CNT_T cc = 0;
+        FKL_SUM_T cr = 0;
+        for (ptrdiff_t j = c0; j < c0 + nc && j < n_next; j += 64 / (ptrdiff_t)sizeof(FKL_T))
+            FKL_PREFETCH(next + j);
+#define FKL_CHUNK_LOOP(RED, ...)                                              \
+        if (sx == 1) {                                                        \
+            FKL_PRAGMA(omp simd RED)                                          \
+            for (ptrdiff_t i = 0; i < nc; i++) { const FKL_T d = zc[i] - mt; __VA_ARGS__ } \
+        } else {                                                              \
+            FKL_PRAGMA(omp simd RED)                                          \
+            for (ptrdiff_t i = 0; i < nc; i++) { const FKL_T d = zc[i * sx] - mt; __VA_ARGS__ } \
+        }
+        if (ties) {
+            FKL_CHUNK_LOOP(reduction(+ : cc, cr), {
+                const FKL_T e = FKL_EXP_SUM_T(d);
+                cc += (d == 0) ? 1 : 0;
+                cr += (d == 0) ? (FKL_SUM_T)0 : (FKL_SUM_T)e;
+            })
+        } else {
+            FKL_CHUNK_LOOP(reduction(+ : cr), cr += (FKL_SUM_T)FKL_EXP_SUM_T(d);)
+        }
+#undef FKL_CHUNK_LOOP
+        c += (double)cc;
+        r += (double)cr;
+    }
+    *cnt += c;
+    *rest += r;
+}
+
 /* log sum exp(x*scale - m).  The terms at the max are exactly 1: they are
  * counted apart (cnt) from the rest, and log(cnt + rest) is formed as
  * log(cnt) + log1p(rest/cnt), so a row dominated by one logit -- a confident
  * prediction, a tiny loss -- keeps full relative accuracy.
  * When m is the row's finite max and scale is 1 (`fast`), the differences
- * are formed in the element type and summed with FKL_EXP_SUM_T: float32
- * logits run 8 lanes wide on AVX2 and never convert to double before exp. */
+ * are formed in the element type and summed by fkl_exp_sum_block. */
 FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale,
                                                     double m, int fast)
 {
     double cnt = 0.0, rest = 0.0;
     if (fast && scale == 1.0) {
-        const FKL_T mt = (FKL_T)m;   /* exact: m is one of the row's values */
-#define FKL_LSE_FAST_BODY(ZI)                                   \
-        {                                                       \
-            const FKL_T d = (ZI) - mt;                          \
-            const FKL_T e = FKL_EXP_SUM_T(d);                   \
-            cnt += (d == 0) ? 1.0 : 0.0;                        \
-            rest += (d == 0) ? 0.0 : (double)e;                 \
-        }
-        if (sx == 1) {
-            FKL_PRAGMA(omp simd reduction(+ : cnt, rest))
-            for (ptrdiff_t i = 0; i < n; i++) FKL_LSE_FAST_BODY(z[i])
-        } else {
-            FKL_PRAGMA(omp simd reduction(+ : cnt, rest))
-            for (ptrdiff_t i = 0; i < n; i++) FKL_LSE_FAST_BODY(z[i * sx])
-        }
-#undef FKL_LSE_FAST_BODY
+        /* (FKL_T)m is exact: m is one of the row's values */
+        FKL_S(fkl_exp_sum_block)(z, sx, n, (FKL_T)m, 1, NULL, 0, &cnt, &rest);
         return fkl_log_count_plus(cnt, rest);
     }
     FKL_ROW_LOOP1(z, sx, n, reduction(+ : cnt, rest), {
@@ -80,14 +112,15 @@ FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx,
 }
 
 /* log-sum-exp of a row in one pass over memory: each block's max is read
- * from memory, then the block's exps from L1 while the prefetcher streams the
- * next block, so the exp arithmetic overlaps the memory traffic.  A rising
- * max rescales what was summed so far.  Returns log(sum exp(x - m)) and the
- * row max in *m_out; when that max is not finite the caller must use the
- * two-pass path (the sums are then meaningless). */
+ * (from L1, where the previous block's sum prefetched it), then the block's
+ * exps are summed while the next block is prefetched, so the exp arithmetic
+ * overlaps the memory traffic.  A rising max rescales what was summed so
+ * far.  Returns log(sum exp(x - m)) and the row max in *m_out; when that max
+ * is not finite the caller must use the two-pass path (the sums are then
+ * meaningless). */
 FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double *m_out)
 {
-    const ptrdiff_t B = 2048;
+    const ptrdiff_t B = 8192 / (ptrdiff_t)sizeof(FKL_T);   /* a quarter of L1 */
     double m = -FKL_INF, cnt = 0.0, rest = 0.0;
     for (ptrdiff_t b0 = 0; b0 < n; b0 += B) {
         const ptrdiff_t nb = (n - b0 < B) ? n - b0 : B;
@@ -102,25 +135,9 @@ FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t sx, ptrdi
         }
         if (!(m > -FKL_INF && m < FKL_INF))
             continue;
-        const FKL_T mt = (FKL_T)m;
-        double bc = 0.0, br = 0.0;
-#define FKL_LSE_BLOCK_BODY(ZI)                                  \
-        {                                                       \
-            const FKL_T d = (ZI) - mt;                          \
-            const FKL_T e = FKL_EXP_SUM_T(d);                   \
-            bc += (d == 0) ? 1.0 : 0.0;                         \
-            br += (d == 0) ? 0.0 : (double)e;                   \
-        }
-        if (sx == 1) {
-            FKL_PRAGMA(omp simd reduction(+ : bc, br))
-            for (ptrdiff_t i = 0; i < nb; i++) FKL_LSE_BLOCK_BODY(zb[i])
-        } else {
-            FKL_PRAGMA(omp simd reduction(+ : bc, br))
-            for (ptrdiff_t i = 0; i < nb; i++) FKL_LSE_BLOCK_BODY(zb[i * sx])
-        }
-#undef FKL_LSE_BLOCK_BODY
-        cnt += bc;
-        rest += br;
+        /* only a block whose max is the running max holds terms equal to 1 */
+        FKL_S(fkl_exp_sum_block)(zb, sx, nb, (FKL_T)m, mb == m, zb + B, (sx == 1) ? n - b0 - B : 0,
+                                 &cnt, &rest);
     }
     *m_out = m;
     return fkl_log_count_plus(cnt, rest);

@@ -260,6 +260,33 @@ FKL_INLINE float fkl_expf(float x)
     return (x != x) ? x : y;
 }
 
+/* exp(x) for x <= 0 as a term of a sum whose largest term is 1 (log-sum-exp
+ * of float32 logits), in 14 vector operations: <= 0.89 ulp with FMA (1.17
+ * without) wherever the result is >= 2^-126 -- checked against double exp
+ * over every float in [-87.3, 0].  Below that the absolute error is < 1e-38,
+ * about 1e-31 of one ulp of the sum, and x < -87.68 (with -inf) gives 0
+ * exactly: the clamp at -88 makes 2^k = 2^-127, whose bit pattern built
+ * below is +0.0, so no select is needed.  The polynomial is a degree-6
+ * minimax fit (relative error 3e-9) evaluated by Horner's rule. */
+FKL_INLINE float fkl_expf_sum_term(float x)
+{
+    const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
+    const float inv_ln2 = 1.4426950216e+00f;
+    const float shift = 0x1.8p23f;
+    const float xc = (x < -88.0f) ? -88.0f : x;
+    const float t = xc * inv_ln2 + shift;
+    const float kd = t - shift;
+    const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    float P = 0x1.6a244cp-10f;
+    P = P * r + 0x1.1239d4p-7f;
+    P = P * r + 0x1.5558f2p-5f;
+    P = P * r + 0x1.555492p-3f;
+    P = P * r + 0x1.fffffcp-2f;
+    P = P * r + 1.0f;
+    P = P * r + 1.0f;
+    return P * fkl_from_bitsf((fkl_bitsf(t) - fkl_bitsf(shift) + 127) << 23);
+}
+
 FKL_INLINE float fkl_expf_nonpos(float x)
 {
     const float y = fkl_expf_core((x < -104.0f) ? -104.0f : x);

@@ -35,6 +35,16 @@
 #define FKL_PRAGMA(x) _Pragma(#x)
 #endif
 
+/* A read hint for one cache line; never faults, so it may point anywhere. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FKL_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define FKL_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#else
+#define FKL_PREFETCH(p) ((void)0)
+#endif
+
 /* Loop over one row (or a pair of rows) with the stride-1 case spelled out
  * so that it gets contiguous vector loads. */
 #define FKL_ROW_LOOP1(X, SX, N, RED, ...)                                      \
@@ -84,7 +94,8 @@
  * warrants.  float32 logits get the float exp (8 lanes on AVX2 instead of 4,
  * <= 1.05 ulp): each term is then off by ~1e-7 relative while the sums stay
  * in double, so a loss keeps ~2e-7 relative accuracy (the largest term,
- * exp(0) = 1, is exact).  Likewise FKL_LOGT_NORMAL, the fast-path log of
+ * exp(0) = 1, is exact).  FKL_EXP_SUM_T and FKL_SUM_T are the term exp and
+ * the chunk accumulator of the log-sum-exp sums (fkl_exp_sum_block).  Likewise FKL_LOGT_NORMAL, the fast-path log of
  * entropy and cross-entropy, whose terms share one sign for probabilities
  * (so per-term relative errors do not grow in the sum).  KL, whose terms
  * cancel, and every log-space path keep double precision. */
@@ -92,6 +103,8 @@
 #define FKL_S(name) name##_d
 #define FKL_EXPT(v) fkl_exp(v)
 #define FKL_EXP_SUM_T(v) fkl_exp_nonpos(v)
+#define FKL_SUM_T double
+#define FKL_CNT_T int64_t
 #define FKL_LOGT_NORMAL(v) fkl_log_normal(v)
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
@@ -99,12 +112,16 @@
 #undef FKL_S
 #undef FKL_EXPT
 #undef FKL_EXP_SUM_T
+#undef FKL_SUM_T
+#undef FKL_CNT_T
 #undef FKL_LOGT_NORMAL
 
 #define FKL_T float
 #define FKL_S(name) name##_f
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
-#define FKL_EXP_SUM_T(v) fkl_expf_nonpos(v)
+#define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
+#define FKL_SUM_T float
+#define FKL_CNT_T int32_t
 #define FKL_LOGT_NORMAL(v) ((double)fkl_logf_normal((float)(v)))
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
@@ -112,6 +129,8 @@
 #undef FKL_S
 #undef FKL_EXPT
 #undef FKL_EXP_SUM_T
+#undef FKL_SUM_T
+#undef FKL_CNT_T
 #undef FKL_LOGT_NORMAL
 
 #endif /* FASTKL_ROWS_H */
