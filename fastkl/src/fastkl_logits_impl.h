@@ -41,45 +41,32 @@ FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n
 }
 
 /* Adds sum exp(z[i] - mt) over nb elements to *cnt (the terms at the max,
- * exactly 1) and *rest (the others), with mt the finite max of the row.
- * `ties` says whether the block may hold the max: when it cannot, the loop
- * skips the count.  Chunks of FKL_EXP_CHUNK elements are summed in FKL_SUM_T
- * and then added into the double sums: float32 logits run 8 lanes wide on
- * AVX2 with no conversion per element, and each float lane adds at most 32
- * terms (SSE2; 16 on AVX2), so a chunk's sum is within 32 float ulps (2e-6
- * relative) in the worst case and ~1e-8 typically.  With `next` not NULL (n_next elements),
- * contiguous rows prefetch that block a few lines per chunk, so its memory
- * traffic overlaps this block's arithmetic. */
-#define FKL_EXP_CHUNK 128
+ * exactly 1) and *rest (the others), with mt the finite max of the row, in
+ * the element type with chunked sums (FKL_ELEM_LOOP1).  `ties` says whether
+ * the block may hold the max: when it cannot, the loop skips the count.
+ * With `next` not NULL (n_next elements), contiguous rows prefetch that
+ * block a few lines per chunk, so its memory traffic overlaps this block's
+ * arithmetic. */
 FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t nb, FKL_T mt, int ties,
                                          const FKL_T *next, ptrdiff_t n_next, double *cnt, double *rest)
 {
     double c = 0.0, r = 0.0;
-    for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_EXP_CHUNK) {
-        const ptrdiff_t nc = (nb - c0 < FKL_EXP_CHUNK) ? nb - c0 : FKL_EXP_CHUNK;
-        const FKL_T *zc = z + c0 * sx;
+    for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_SUM_CHUNK) {
+        const ptrdiff_t c1 = (nb - c0 < FKL_SUM_CHUNK) ? nb : c0 + FKL_SUM_CHUNK;
         FKL_CNT_T cc = 0;
         FKL_SUM_T cr = 0;
-        for (ptrdiff_t j = c0; j < c0 + nc && j < n_next; j += 64 / (ptrdiff_t)sizeof(FKL_T))
+        for (ptrdiff_t j = c0; j < c1 && j < n_next; j += 64 / (ptrdiff_t)sizeof(FKL_T))
             FKL_PREFETCH(next + j);
-#define FKL_CHUNK_LOOP(RED, ...)                                              \
-        if (sx == 1) {                                                        \
-            FKL_PRAGMA(omp simd RED)                                          \
-            for (ptrdiff_t i = 0; i < nc; i++) { const FKL_T d = zc[i] - mt; __VA_ARGS__ } \
-        } else {                                                              \
-            FKL_PRAGMA(omp simd RED)                                          \
-            for (ptrdiff_t i = 0; i < nc; i++) { const FKL_T d = zc[i * sx] - mt; __VA_ARGS__ } \
-        }
         if (ties) {
-            FKL_CHUNK_LOOP(reduction(+ : cc, cr), {
+            FKL_ELEM_LOOP1(z, sx, c0, c1, reduction(+ : cc, cr), {
+                const FKL_T d = x - mt;
                 const FKL_T e = FKL_EXP_SUM_T(d);
                 cc += (d == 0) ? 1 : 0;
                 cr += (d == 0) ? (FKL_SUM_T)0 : (FKL_SUM_T)e;
             })
         } else {
-            FKL_CHUNK_LOOP(reduction(+ : cr), cr += (FKL_SUM_T)FKL_EXP_SUM_T(d);)
+            FKL_ELEM_LOOP1(z, sx, c0, c1, reduction(+ : cr), cr += (FKL_SUM_T)FKL_EXP_SUM_T(x - mt);)
         }
-#undef FKL_CHUNK_LOOP
         c += (double)cc;
         r += (double)cr;
     }

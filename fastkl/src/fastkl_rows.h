@@ -67,6 +67,33 @@
             const double x = (double)(X)[i_ * (SX)], y = (double)(Y)[i_ * (SY)]; __VA_ARGS__ } \
     }
 
+/* The same over elements [C0, C1) with `x` (and `y`) in the element type:
+ * the float32-result fast paths and the log-sum-exp sums run 8 float lanes
+ * wide on AVX2.  Their sums are kept in FKL_SUM_T over chunks of
+ * FKL_SUM_CHUNK elements and then added in double: each float lane adds at
+ * most 32 terms (SSE2; 16 on AVX2), so a chunk's sum of same-signed terms is
+ * within 32 float ulps (2e-6 relative) in the worst case, ~1e-8 typically. */
+#define FKL_SUM_CHUNK 128
+#define FKL_ELEM_LOOP1(X, SX, C0, C1, RED, ...)                                \
+    if ((SX) == 1) {                                                           \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) { const FKL_T x = (X)[i_]; __VA_ARGS__ } \
+    } else {                                                                   \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) { const FKL_T x = (X)[i_ * (SX)]; __VA_ARGS__ } \
+    }
+
+#define FKL_ELEM_LOOP2(X, SX, Y, SY, C0, C1, RED, ...)                         \
+    if ((SX) == 1 && (SY) == 1) {                                              \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) {                           \
+            const FKL_T x = (X)[i_], y = (Y)[i_]; __VA_ARGS__ }                \
+    } else {                                                                   \
+        FKL_PRAGMA(omp simd RED)                                               \
+        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) {                           \
+            const FKL_T x = (X)[i_ * (SX)], y = (Y)[i_ * (SY)]; __VA_ARGS__ }  \
+    }
+
 /* Validity of one raw value, 1.0 when bad: a probability is finite and
  * >= 0; a log-probability is < +inf (-inf means probability 0).  Counted in
  * a double because gcc does not vectorise an integer OR-reduction next to
@@ -74,11 +101,11 @@
 #define FKL_BAD_LIN(v) ((((v) >= 0.0) & ((v) < FKL_INF)) ? 0.0 : 1.0)
 #define FKL_BAD_LOG(v) (((v) < FKL_INF) ? 0.0 : 1.0)
 /* Fast-path guard, checked once per row from the row's min and sum: every
- * value >= 0 and the sum finite (so no NaN or inf); for q also min >= the
- * smallest normal (no 0, no subnormal).  Rows failing it (q = 0, negatives,
- * inf, NaN) are recomputed by the general loop, which applies every
- * convention and sets the validity flags.  A subnormal p passes: its term is
- * below 1e-304 in absolute value, however its log is rounded. */
+ * value >= 0 and the sum finite (so no NaN or inf); for a value whose log
+ * is taken also min >= the smallest normal (the fast logs take normal
+ * numbers only; entropy's min skips zeros, whose terms are 0).  Rows failing
+ * it (q = 0, subnormals, negatives, inf, NaN) are recomputed by the general
+ * loop, which applies every convention and sets the validity flags. */
 #define FKL_FAST_ROW_OK(lo, sum) ((lo) >= 0.0 && (sum) < FKL_INF)
 #define FKL_BAD_FLAGS(bp, bq) ((int64_t)((bp) > 0.0) | ((int64_t)((bq) > 0.0) << 1))
 
@@ -87,7 +114,7 @@
 #define FKL_LOG_Q 2
 #define FKL_NORMALIZE 4
 /* The result is rounded to float32: entropy and cross-entropy of float32
- * input may then take their logs in float (see FKL_LOGT_NORMAL). */
+ * input may then run their fast path in float (see FKL_LOG_ELEM). */
 #define FKL_OUT_F32 8
 
 /* FKL_EXPT(v): exp of a double argument at the precision the element type
@@ -95,9 +122,11 @@
  * <= 1.05 ulp): each term is then off by ~1e-7 relative while the sums stay
  * in double, so a loss keeps ~2e-7 relative accuracy (the largest term,
  * exp(0) = 1, is exact).  FKL_EXP_SUM_T and FKL_SUM_T are the term exp and
- * the chunk accumulator of the log-sum-exp sums (fkl_exp_sum_block).  Likewise FKL_LOGT_NORMAL, the fast-path log of
- * entropy and cross-entropy, whose terms share one sign for probabilities
- * (so per-term relative errors do not grow in the sum).  KL, whose terms
+ * the chunk accumulator of the element-type loops (FKL_ELEM_LOOP1/2).
+ * FKL_LOG_ELEM is the element-type log of normal numbers, used by the
+ * float32-result fast paths of entropy and cross-entropy, whose terms share
+ * one sign for probabilities (so per-term relative errors do not grow in the
+ * sum); FKL_TINY is the element type's smallest normal.  KL, whose terms
  * cancel, and every log-space path keep double precision. */
 #define FKL_T double
 #define FKL_S(name) name##_d
@@ -105,7 +134,8 @@
 #define FKL_EXP_SUM_T(v) fkl_exp_nonpos(v)
 #define FKL_SUM_T double
 #define FKL_CNT_T int64_t
-#define FKL_LOGT_NORMAL(v) fkl_log_normal(v)
+#define FKL_LOG_ELEM(v) fkl_log_normal(v)
+#define FKL_TINY 0x1p-1022
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
@@ -114,7 +144,8 @@
 #undef FKL_EXP_SUM_T
 #undef FKL_SUM_T
 #undef FKL_CNT_T
-#undef FKL_LOGT_NORMAL
+#undef FKL_LOG_ELEM
+#undef FKL_TINY
 
 #define FKL_T float
 #define FKL_S(name) name##_f
@@ -122,7 +153,8 @@
 #define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
 #define FKL_SUM_T float
 #define FKL_CNT_T int32_t
-#define FKL_LOGT_NORMAL(v) ((double)fkl_logf_normal((float)(v)))
+#define FKL_LOG_ELEM(v) fkl_logf_normal(v)
+#define FKL_TINY 0x1p-126f
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #undef FKL_T
@@ -131,6 +163,7 @@
 #undef FKL_EXP_SUM_T
 #undef FKL_SUM_T
 #undef FKL_CNT_T
-#undef FKL_LOGT_NORMAL
+#undef FKL_LOG_ELEM
+#undef FKL_TINY
 
 #endif /* FASTKL_ROWS_H */

@@ -38,22 +38,39 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdif
     double acc = 0.0;
     double bp = 0.0, bq = 0.0;
     if (!log_p) {
-        double sum = 0.0, lo = FKL_INF;
-#define FKL_ENTROPY_FAST(LOG)                                                           \
-        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, sum) reduction(min : lo), {          \
-            const double pv = x * ap;                                                   \
-            const double t = pv * LOG(pv);                                              \
-            acc += (pv == 0.0) ? 0.0 : t;                                               \
-            sum += pv;                                                                  \
-            lo = (pv < lo) ? pv : lo;                                                   \
-        })
+        /* lo: the smallest nonzero value (zeros have 0 terms, no log) */
+        double sum = 0.0, lo = FKL_INF, tiny = 0x1p-1022;
         if (mode & FKL_OUT_F32) {
-            FKL_ENTROPY_FAST(FKL_LOGT_NORMAL)
+            /* float32 result: the fast loop in the element type */
+            const FKL_T apt = (FKL_T)ap;
+            FKL_T lot = (FKL_T)FKL_INF;
+            for (ptrdiff_t c0 = 0; c0 < n; c0 += FKL_SUM_CHUNK) {
+                const ptrdiff_t c1 = (n - c0 < FKL_SUM_CHUNK) ? n : c0 + FKL_SUM_CHUNK;
+                FKL_SUM_T ca = 0, cs = 0;
+                FKL_ELEM_LOOP1(p, sp, c0, c1, reduction(+ : ca, cs) reduction(min : lot), {
+                    const FKL_T pv = x * apt;
+                    const FKL_T pz = (pv == 0) ? (FKL_T)1 : pv;
+                    const FKL_T t = pv * FKL_LOG_ELEM(pz);
+                    ca += t;
+                    cs += pv;
+                    lot = (pz < lot) ? pz : lot;
+                })
+                acc += (double)ca;
+                sum += (double)cs;
+            }
+            lo = (double)lot;
+            tiny = (double)FKL_TINY;
         } else {
-            FKL_ENTROPY_FAST(fkl_log_normal)
+            FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, sum) reduction(min : lo), {
+                const double pv = x * ap;
+                const double pz = (pv == 0.0) ? 1.0 : pv;
+                acc += pv * fkl_log_normal(pz);
+                sum += pv;
+                lo = (pz < lo) ? pz : lo;
+            })
         }
-#undef FKL_ENTROPY_FAST
-        if (FKL_FAST_ROW_OK(lo, sum)) {
+        /* |acc| < inf: a float32 fast loop may overflow where double would not */
+        if (FKL_FAST_ROW_OK(lo, sum) && lo >= tiny && fabs(acc) < FKL_INF) {
             *bad = 0;
             return 0.0 - acc;
         }
@@ -180,24 +197,44 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, 
     }
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
     case 0: {
-        double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF;
-#define FKL_CE_FAST(LOG)                                                                \
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), { \
-            const double pv = x * ap, qv = y * aq;                                      \
-            const double t = pv * LOG(qv);                                              \
-            acc += (pv == 0.0) ? 0.0 : t;                                               \
-            sum_p += pv;                                                                \
-            sum_q += qv;                                                                \
-            lo_p = (pv < lo_p) ? pv : lo_p;                                             \
-            lo_q = (qv < lo_q) ? qv : lo_q;                                             \
-        })
+        double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF, tiny = 0x1p-1022;
         if (mode & FKL_OUT_F32) {
-            FKL_CE_FAST(FKL_LOGT_NORMAL)
+            /* float32 result: the fast loop in the element type */
+            const FKL_T apt = (FKL_T)ap, aqt = (FKL_T)aq;
+            FKL_T lopt = (FKL_T)FKL_INF, loqt = (FKL_T)FKL_INF;
+            for (ptrdiff_t c0 = 0; c0 < n; c0 += FKL_SUM_CHUNK) {
+                const ptrdiff_t c1 = (n - c0 < FKL_SUM_CHUNK) ? n : c0 + FKL_SUM_CHUNK;
+                FKL_SUM_T ca = 0, csp = 0, csq = 0;
+                FKL_ELEM_LOOP2(p, sp, q, sq, c0, c1,
+                               reduction(+ : ca, csp, csq) reduction(min : lopt, loqt), {
+                    const FKL_T pv = x * apt, qv = y * aqt;
+                    const FKL_T t = pv * FKL_LOG_ELEM(qv);
+                    ca += (pv == 0) ? (FKL_T)0 : t;
+                    csp += pv;
+                    csq += qv;
+                    lopt = (pv < lopt) ? pv : lopt;
+                    loqt = (qv < loqt) ? qv : loqt;
+                })
+                acc += (double)ca;
+                sum_p += (double)csp;
+                sum_q += (double)csq;
+            }
+            lo_p = (double)lopt;
+            lo_q = (double)loqt;
+            tiny = (double)FKL_TINY;
         } else {
-            FKL_CE_FAST(fkl_log_normal)
+            FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), {
+                const double pv = x * ap, qv = y * aq;
+                const double t = pv * fkl_log_normal(qv);
+                acc += (pv == 0.0) ? 0.0 : t;
+                sum_p += pv;
+                sum_q += qv;
+                lo_p = (pv < lo_p) ? pv : lo_p;
+                lo_q = (qv < lo_q) ? qv : lo_q;
+            })
         }
-#undef FKL_CE_FAST
-        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= 0x1p-1022 && sum_q < FKL_INF)
+        /* |acc| < inf: a float32 fast loop may overflow where double would not */
+        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF)
             break;
         acc = 0.0;
         FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
