@@ -377,6 +377,30 @@ def test_kl_with_subnormal_q_does_not_overflow():
     assert fastkl.cross_entropy([1.0, 0.0], [q, 1.0]) == pytest.approx(want, rel=1e-13)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_subnormal_values_under_a_log(dtype, simd_level):
+    """The fast paths take logs of normal numbers only: rows with a subnormal
+    under a log (q for cross-entropy, p for entropy) use the general loop.
+    float32 results run their fast path in float, where 1e-40 is subnormal."""
+    tiny = np.finfo(dtype).smallest_subnormal * 1000
+    q = np.array([tiny, 1.0], dtype)
+    p = np.array([0.5, 0.5], dtype)
+    want_ce = -0.5 * math.log(float(tiny))
+    assert float(fastkl.cross_entropy(p, q)) == pytest.approx(want_ce, rel=RTOL[np.dtype(dtype)])
+    want_h = -float(tiny) * math.log(float(tiny))
+    assert float(fastkl.entropy(q)) == pytest.approx(want_h, rel=RTOL[np.dtype(dtype)])
+
+
+def test_float32_fast_path_overflow_falls_back_to_double():
+    """p log q can overflow float although the double sum is finite: the row
+    is recomputed in double and only then rounded to float32."""
+    p = np.array([3e38, 3e38], np.float32)
+    q = np.array([1e30, 1e-30], np.float32)
+    want = -float(np.sum(p.astype(np.float64) * np.log(q.astype(np.float64))))  # -5.47e30
+    assert float(fastkl.cross_entropy(p, q)) == pytest.approx(want, rel=1e-6)
+    assert fastkl.cross_entropy(p, q).dtype == np.float32
+
+
 def test_log_inputs_tiny_probabilities():
     """Log inputs keep probabilities that would underflow in linear space meaningful."""
     lp = np.array([0.0, -700.0, -np.inf])
