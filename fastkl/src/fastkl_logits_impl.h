@@ -122,9 +122,11 @@ FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t sx, ptrdi
         }
         if (!(m > -FKL_INF && m < FKL_INF))
             continue;
-        /* only a block whose max is the running max holds terms equal to 1 */
-        FKL_S(fkl_exp_sum_block)(zb, sx, nb, (FKL_T)m, mb == m, zb + B, (sx == 1) ? n - b0 - B : 0,
-                                 &cnt, &rest);
+        /* Only a block whose max is the running max holds terms equal to 1;
+         * contiguous rows prefetch the next block of this row. */
+        const int prefetch = sx == 1 && b0 + B < n;
+        FKL_S(fkl_exp_sum_block)(zb, sx, nb, (FKL_T)m, mb == m, prefetch ? zb + B : NULL,
+                                 prefetch ? n - b0 - B : 0, &cnt, &rest);
     }
     *m_out = m;
     return fkl_log_count_plus(cnt, rest);
