@@ -218,7 +218,15 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
     if (grad) {
         const double a = gscale * ((1.0 - eps) * wy + ec * wsum);
         const double gec = gscale * ec;
-        if (w) {
+        if (!w && sx == 1 && sg == 1 && m == mx) {
+            /* Contiguous rows with a finite max: softmax_c = exp(x_c - m) / s
+             * in the element type, exp(x_c - m) as in the sum (the terms
+             * below 2^-126 of the max are 0). */
+            const FKL_T mt = (FKL_T)m, c = (FKL_T)(a * fkl_exp(-ls)), g0 = (FKL_T)gec;
+            FKL_PRAGMA(omp simd)
+            for (ptrdiff_t i = 0; i < n; i++)
+                grad[i] = FKL_EXP_SUM_T(z[i] - mt) * c - g0;
+        } else if (w) {
             FKL_PRAGMA(omp simd)
             for (ptrdiff_t i = 0; i < n; i++)
                 grad[i * sg] = (FKL_T)(FKL_EXPT((double)z[i * sx] - lse) * a - gec * w[i]);
