@@ -218,10 +218,11 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
     if (grad) {
         const double a = gscale * ((1.0 - eps) * wy + ec * wsum);
         const double gec = gscale * ec;
-        if (!w && sx == 1 && sg == 1 && m == mx) {
-            /* Contiguous rows with a finite max: softmax_c = exp(x_c - m) / s
-             * in the element type, exp(x_c - m) as in the sum (the terms
-             * below 2^-126 of the max are 0). */
+        if ((!w || gec == 0.0) && sx == 1 && sg == 1 && m == mx) {
+            /* Contiguous rows with a finite max and no per-class term (no
+             * weights, or no smoothing): softmax_c = exp(x_c - m) / s in the
+             * element type, exp(x_c - m) as in the sum (the terms below
+             * 2^-126 of the max are 0). */
             const FKL_T mt = (FKL_T)m, c = (FKL_T)(a * fkl_exp(-ls)), g0 = (FKL_T)gec;
             FKL_PRAGMA(omp simd)
             for (ptrdiff_t i = 0; i < n; i++)
