@@ -157,8 +157,30 @@ static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrd
 static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n,
                                           FKL_T *out, ptrdiff_t so)
 {
-    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
+    const double mx = FKL_S(fkl_row_max)(x, sx, n, 1.0), m = FKL_SHIFT(mx);
     double s = 0.0;
+    if (sx == 1 && so == 1 && m == mx) {
+        /* Contiguous rows with a finite max: in the element type (8 float
+         * lanes on AVX2; exp exact down to subnormal results), the sum in
+         * chunks as in fkl_exp_sum_block; out may be x. */
+        const FKL_T mt = (FKL_T)m;
+        for (ptrdiff_t c0 = 0; c0 < n; c0 += FKL_SUM_CHUNK) {
+            const ptrdiff_t c1 = (n - c0 < FKL_SUM_CHUNK) ? n : c0 + FKL_SUM_CHUNK;
+            FKL_SUM_T cs = 0;
+            FKL_PRAGMA(omp simd reduction(+ : cs))
+            for (ptrdiff_t i = c0; i < c1; i++) {
+                const FKL_T e = FKL_EXP_NONPOS_T(x[i] - mt);
+                out[i] = e;
+                cs += e;
+            }
+            s += (double)cs;
+        }
+        const FKL_T inv = (FKL_T)(1.0 / s);   /* s >= 1: the max's term */
+        FKL_PRAGMA(omp simd)
+        for (ptrdiff_t i = 0; i < n; i++)
+            out[i] *= inv;
+        return;
+    }
     FKL_PRAGMA(omp simd reduction(+ : s))
     for (ptrdiff_t i = 0; i < n; i++) {
         const double e = FKL_EXPT((double)x[i * sx] - m);
@@ -199,14 +221,21 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
         if (m != mx)
             ls = FKL_S(fkl_row_logsumexp_shifted)(z, sx, n, 1.0, m, 0);
     } else {
-        FKL_PRAGMA(omp simd reduction(+ : cnt, rest, swx))
-        for (ptrdiff_t i = 0; i < n; i++) {
-            const double d = (double)z[i * sx] - m;
-            const double e = FKL_EXPT(d);
-            cnt += (d == 0.0) ? 1.0 : 0.0;
-            rest += (d == 0.0) ? 0.0 : e;
-            swx -= (w ? w[i] : 1.0) * d;   /* sum w_c (m - x_c) */
+        /* one loop per weighting (see fkl_ce_prob_row) */
+#define FKL_CE_SMOOTH_SUMS(WI)                                                          \
+        FKL_ROW_LOOP1(z, sx, n, reduction(+ : cnt, rest, swx), {                        \
+            const double d = x - m;                                                     \
+            const double e = FKL_EXPT(d);                                               \
+            cnt += (d == 0.0) ? 1.0 : 0.0;                                              \
+            rest += (d == 0.0) ? 0.0 : e;                                               \
+            swx -= (WI) * d;   /* sum w_c (m - x_c) */                                  \
+        })
+        if (w) {
+            FKL_CE_SMOOTH_SUMS(w[i_])
+        } else {
+            FKL_CE_SMOOTH_SUMS(1.0)
         }
+#undef FKL_CE_SMOOTH_SUMS
         ls = fkl_log_count_plus(cnt, rest);
     }
     /* Shift-invariant forms: lse - x_c = (m - x_c) + log(s), so a small loss
@@ -247,31 +276,54 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
  *   grad_c = gscale * (softmax_c * sum(a) - a_c).
  * A class with a_c = 0 contributes 0 even where x_c = -inf.
  */
-static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *x, ptrdiff_t sx, const FKL_T *t, ptrdiff_t st,
+static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *z, ptrdiff_t sx, const FKL_T *t, ptrdiff_t st,
                                             ptrdiff_t n, const double *w, double eps,
                                             FKL_T *grad, ptrdiff_t sg, double gscale)
 {
-    const double m = FKL_S(fkl_row_shift)(x, sx, n, 1.0);
+    const double m = FKL_S(fkl_row_shift)(z, sx, n, 1.0);
     const double ec = eps / (double)n;
     double cnt = 0.0, rest = 0.0, sa = 0.0, sam = 0.0;
-    FKL_PRAGMA(omp simd reduction(+ : cnt, rest, sa, sam))
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const double d = (double)x[i * sx] - m;
-        const double a = (w ? w[i] : 1.0) * ((1.0 - eps) * (double)t[i * st] + ec);
-        const double e = FKL_EXPT(d);
-        cnt += (d == 0.0) ? 1.0 : 0.0;
-        rest += (d == 0.0) ? 0.0 : e;
-        sa += a;
-        sam -= (a == 0.0) ? 0.0 : a * d;   /* sum a_c (m - x_c), shift-invariant */
+    /* Logits z and targets t are read as doubles (x, y); contiguous rows get
+     * vector loads.  One loop per weighting: a load of w under a condition
+     * inside the loop keeps gcc from vectorising it (10x slower). */
+#define FKL_CE_PROB_SUMS(WI)                                                            \
+    FKL_ROW_LOOP2(z, sx, t, st, n, reduction(+ : cnt, rest, sa, sam), {                 \
+        const double d = x - m;                                                         \
+        const double a = (WI) * ((1.0 - eps) * y + ec);                                 \
+        const double e = FKL_EXPT(d);                                                   \
+        cnt += (d == 0.0) ? 1.0 : 0.0;                                                  \
+        rest += (d == 0.0) ? 0.0 : e;                                                   \
+        sa += a;                                                                        \
+        sam -= (a == 0.0) ? 0.0 : a * d;   /* sum a_c (m - x_c), shift-invariant */     \
+    })
+    if (w) {
+        FKL_CE_PROB_SUMS(w[i_])
+    } else {
+        FKL_CE_PROB_SUMS(1.0)
     }
+#undef FKL_CE_PROB_SUMS
     const double ls = fkl_log_count_plus(cnt, rest), lse = m + ls;
     if (grad) {
         const double ga = gscale * sa;
-        FKL_PRAGMA(omp simd)
-        for (ptrdiff_t i = 0; i < n; i++) {
-            const double a = (w ? w[i] : 1.0) * ((1.0 - eps) * (double)t[i * st] + ec);
-            grad[i * sg] = (FKL_T)(FKL_EXPT((double)x[i * sx] - lse) * ga - gscale * a);
+#define FKL_CE_PROB_GRAD(XI, TI, GI, WI)                                                \
+        {                                                                               \
+            const double a = (WI) * ((1.0 - eps) * (double)(TI) + ec);                  \
+            GI = (FKL_T)(FKL_EXPT((double)(XI) - lse) * ga - gscale * a);               \
         }
+        if (sx == 1 && st == 1 && sg == 1) {
+            if (w) {
+                FKL_PRAGMA(omp simd)
+                for (ptrdiff_t i = 0; i < n; i++) FKL_CE_PROB_GRAD(z[i], t[i], grad[i], w[i])
+            } else {
+                FKL_PRAGMA(omp simd)
+                for (ptrdiff_t i = 0; i < n; i++) FKL_CE_PROB_GRAD(z[i], t[i], grad[i], 1.0)
+            }
+        } else {
+            FKL_PRAGMA(omp simd)
+            for (ptrdiff_t i = 0; i < n; i++)
+                FKL_CE_PROB_GRAD(z[i * sx], t[i * st], grad[i * sg], w ? w[i] : 1.0)
+        }
+#undef FKL_CE_PROB_GRAD
     }
     return ls * sa + sam;
 }
@@ -324,21 +376,44 @@ static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, ptrdiff_t sx, con
                                                FKL_T *grad, ptrdiff_t sg, double gscale)
 {
     double acc = 0.0;
-    FKL_PRAGMA(omp simd reduction(+ : acc))
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const double xv = (double)x[i * sx], yv = (double)y[i * sy];
-        const double wv = (double)w[i * sw], lw = 1.0 + ((double)r[i * sr] - 1.0) * yv;
-        const double e = fkl_exp(-fabs(xv));             /* in (0, 1] */
-        const double u = 1.0 + e;
-        const double l1p = fkl_log1p(e);
-        const double l = wv * ((1.0 - yv) * xv + lw * (l1p + (xv < 0.0 ? -xv : 0.0)));
-        acc += l;
-        if (out) out[i * so] = (FKL_T)l;
-        if (grad) {
-            const double sig_neg = (xv >= 0.0) ? e / u : 1.0 / u;  /* sigmoid(-x) */
-            grad[i * sg] = (FKL_T)(gscale * wv * ((1.0 - yv) - lw * sig_neg));
-        }
+    /* One loop per (out, grad) combination, since a store under a condition
+     * inside the loop keeps gcc from vectorising it (~10x slower); and the
+     * common layout -- contiguous x, y, out, grad with a scalar (broadcast)
+     * weight and pos_weight -- spelled out for contiguous vector loads. */
+#define FKL_BCE_LOGITS_LOOP(OUT, GRAD, XI, YI, WV, RV, OI, GI)                          \
+    FKL_PRAGMA(omp simd reduction(+ : acc))                                             \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+        const double xv = (double)(XI), yv = (double)(YI);                              \
+        const double wv = (WV), lw = 1.0 + ((RV) - 1.0) * yv;                           \
+        const double e = fkl_exp(-fabs(xv));             /* in (0, 1] */                \
+        const double l = wv * ((1.0 - yv) * xv + lw * (fkl_log1p(e) + (xv < 0.0 ? -xv : 0.0))); \
+        acc += l;                                                                       \
+        if (OUT) OI = (FKL_T)l;                                                         \
+        if (GRAD) {                                                                     \
+            const double u = 1.0 + e;                                                   \
+            const double sig_neg = (xv >= 0.0) ? e / u : 1.0 / u;  /* sigmoid(-x) */    \
+            GI = (FKL_T)(gscale * wv * ((1.0 - yv) - lw * sig_neg));                    \
+        }                                                                               \
     }
+#define FKL_BCE_LOGITS_LOOPS(...)                                                       \
+    if (out && grad) {                                                                  \
+        FKL_BCE_LOGITS_LOOP(1, 1, __VA_ARGS__)                                          \
+    } else if (out) {                                                                   \
+        FKL_BCE_LOGITS_LOOP(1, 0, __VA_ARGS__)                                          \
+    } else if (grad) {                                                                  \
+        FKL_BCE_LOGITS_LOOP(0, 1, __VA_ARGS__)                                          \
+    } else {                                                                            \
+        FKL_BCE_LOGITS_LOOP(0, 0, __VA_ARGS__)                                          \
+    }
+    if (sx == 1 && sy == 1 && sw == 0 && sr == 0 && (!out || so == 1) && (!grad || sg == 1)) {
+        const double w0 = (double)w[0], r0 = (double)r[0];
+        FKL_BCE_LOGITS_LOOPS(x[i], y[i], w0, r0, out[i], grad[i])
+    } else {
+        FKL_BCE_LOGITS_LOOPS(x[i * sx], y[i * sy], (double)w[i * sw], (double)r[i * sr],
+                             out[i * so], grad[i * sg])
+    }
+#undef FKL_BCE_LOGITS_LOOPS
+#undef FKL_BCE_LOGITS_LOOP
     return acc;
 }
 
@@ -353,17 +428,33 @@ static inline double FKL_S(fkl_bce_row)(const FKL_T *p, ptrdiff_t sp, const FKL_
                                         FKL_T *out, ptrdiff_t so, double *bad)
 {
     double acc = 0.0, b = 0.0;
-    FKL_PRAGMA(omp simd reduction(+ : acc, b))
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const double pv = (double)p[i * sp], yv = (double)y[i * sy], wv = (double)w[i * sw];
-        double lp = fkl_log(pv), lq = fkl_log(1.0 - pv);
-        lp = (lp < -100.0) ? -100.0 : lp;
-        lq = (lq < -100.0) ? -100.0 : lq;
-        const double l = -wv * (yv * lp + (1.0 - yv) * lq);
-        acc += l;
-        b += ((pv >= 0.0) & (pv <= 1.0)) ? 0.0 : 1.0;
-        if (out) out[i * so] = (FKL_T)l;
+    /* as in fkl_bce_logits_row: one loop with the store, one without, and
+     * contiguous p, y, out with a scalar weight spelled out */
+#define FKL_BCE_LOOP(OUT, PI, YI, WV, OI)                                               \
+    FKL_PRAGMA(omp simd reduction(+ : acc, b))                                          \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+        const double pv = (double)(PI), yv = (double)(YI), wv = (WV);                   \
+        double lp = fkl_log(pv), lq = fkl_log(1.0 - pv);                                \
+        lp = (lp < -100.0) ? -100.0 : lp;                                               \
+        lq = (lq < -100.0) ? -100.0 : lq;                                               \
+        const double l = -wv * (yv * lp + (1.0 - yv) * lq);                             \
+        acc += l;                                                                       \
+        b += ((pv >= 0.0) & (pv <= 1.0)) ? 0.0 : 1.0;                                   \
+        if (OUT) OI = (FKL_T)l;                                                         \
     }
+    if (sp == 1 && sy == 1 && sw == 0 && (!out || so == 1)) {
+        const double w0 = (double)w[0];
+        if (out) {
+            FKL_BCE_LOOP(1, p[i], y[i], w0, out[i])
+        } else {
+            FKL_BCE_LOOP(0, p[i], y[i], w0, out[i])
+        }
+    } else if (out) {
+        FKL_BCE_LOOP(1, p[i * sp], y[i * sy], (double)w[i * sw], out[i * so])
+    } else {
+        FKL_BCE_LOOP(0, p[i * sp], y[i * sy], (double)w[i * sw], out[i * so])
+    }
+#undef FKL_BCE_LOOP
     *bad = b;
     return acc;
 }

@@ -122,7 +122,9 @@
  * <= 1.05 ulp): each term is then off by ~1e-7 relative while the sums stay
  * in double, so a loss keeps ~2e-7 relative accuracy (the largest term,
  * exp(0) = 1, is exact).  FKL_EXP_SUM_T and FKL_SUM_T are the term exp and
- * the chunk accumulator of the element-type loops (FKL_ELEM_LOOP1/2).
+ * the chunk accumulator of the element-type loops (FKL_ELEM_LOOP1/2);
+ * FKL_EXP_NONPOS_T is the element-type exp of x <= 0 for values that are
+ * output (softmax), exact down to subnormal results.
  * FKL_LOG_ELEM is the element-type log of normal numbers, used by the
  * float32-result fast paths of entropy and cross-entropy, whose terms share
  * one sign for probabilities (so per-term relative errors do not grow in the
@@ -132,6 +134,7 @@
 #define FKL_S(name) name##_d
 #define FKL_EXPT(v) fkl_exp(v)
 #define FKL_EXP_SUM_T(v) fkl_exp_nonpos(v)
+#define FKL_EXP_NONPOS_T(v) fkl_exp_nonpos(v)
 #define FKL_SUM_T double
 #define FKL_CNT_T int64_t
 #define FKL_LOG_ELEM(v) fkl_log_normal(v)
@@ -142,6 +145,7 @@
 #undef FKL_S
 #undef FKL_EXPT
 #undef FKL_EXP_SUM_T
+#undef FKL_EXP_NONPOS_T
 #undef FKL_SUM_T
 #undef FKL_CNT_T
 #undef FKL_LOG_ELEM
@@ -151,6 +155,7 @@
 #define FKL_S(name) name##_f
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
 #define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
+#define FKL_EXP_NONPOS_T(v) fkl_expf_nonpos(v)
 #define FKL_SUM_T float
 #define FKL_CNT_T int32_t
 #define FKL_LOG_ELEM(v) fkl_logf_normal(v)
@@ -161,6 +166,7 @@
 #undef FKL_S
 #undef FKL_EXPT
 #undef FKL_EXP_SUM_T
+#undef FKL_EXP_NONPOS_T
 #undef FKL_SUM_T
 #undef FKL_CNT_T
 #undef FKL_LOG_ELEM
