@@ -350,13 +350,23 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, cons
     })
     const double la = fkl_log(Sa), lb = fkl_log(Sb);
     if (grad) {
+        /* The gradient is rounded to the element type: its exps are taken
+         * at that precision (FKL_EXPT), as the softmax cross-entropy's. */
         const double g = gscale * inv_t, lse_a = ma + la, lse_b = mb + lb;
-        FKL_PRAGMA(omp simd)
-        for (ptrdiff_t i = 0; i < n; i++) {
-            const double pa = fkl_exp((double)a[i * sa] * inv_t - lse_a);
-            const double qb = fkl_exp((double)b[i * sb] * inv_t - lse_b);
-            grad[i * sg] = (FKL_T)(g * (qb - pa));
+#define FKL_KL_LOGITS_GRAD(AI, BI, GI)                                                  \
+        {                                                                               \
+            const double pa = FKL_EXPT((double)(AI) * inv_t - lse_a);                   \
+            const double qb = FKL_EXPT((double)(BI) * inv_t - lse_b);                   \
+            GI = (FKL_T)(g * (qb - pa));                                                \
         }
+        if (sa == 1 && sb == 1 && sg == 1) {
+            FKL_PRAGMA(omp simd)
+            for (ptrdiff_t i = 0; i < n; i++) FKL_KL_LOGITS_GRAD(a[i], b[i], grad[i])
+        } else {
+            FKL_PRAGMA(omp simd)
+            for (ptrdiff_t i = 0; i < n; i++) FKL_KL_LOGITS_GRAD(a[i * sa], b[i * sb], grad[i * sg])
+        }
+#undef FKL_KL_LOGITS_GRAD
     }
     return D / Sa - la + lb;
 }
