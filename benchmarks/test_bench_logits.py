@@ -37,12 +37,6 @@ _data: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {}
 _expected: dict[tuple[str, bool], tuple[float, np.ndarray | None]] = {}
 
 
-@pytest.fixture
-def smoke(request: pytest.FixtureRequest) -> bool:
-    """True under ``--benchmark-disable``: small shapes."""
-    return bool(request.config.getoption("benchmark_disable"))
-
-
 def _inputs(shape: str, smoke: bool) -> tuple[np.ndarray, np.ndarray]:
     """float32 logits and int64 labels, generated once per session and shape."""
     key = (shape, smoke)
