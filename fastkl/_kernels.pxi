@@ -317,7 +317,7 @@ def bce_rows(const floating_in[:, :] p, const floating_in[:, :] y, const floatin
 cdef extern from "fastkl_math.h" nogil:
     double fkl_log(double x)
     double fkl_exp(double x)
-    double fkl_exp_nonpos(double x)
+    double fkl_exp_sum_term(double x)
     float fkl_logf(float x)
     float fkl_expf(float x)
     float fkl_expf_sum_term(float x)
@@ -341,7 +341,7 @@ def vector_math(str name, const floating_in[::1] x, floating_in[::1] out):
     with nogil:
         for i in range(n):
             if floating_in is double:
-                out[i] = fkl_log(x[i]) if op == 0 else (fkl_exp(x[i]) if op == 1 else fkl_exp_nonpos(x[i]))
+                out[i] = fkl_log(x[i]) if op == 0 else (fkl_exp(x[i]) if op == 1 else fkl_exp_sum_term(x[i]))
             else:
                 out[i] = fkl_logf(x[i]) if op == 0 else (fkl_expf(x[i]) if op == 1 else fkl_expf_sum_term(x[i]))
 

@@ -12,11 +12,14 @@
  * subnormals and specials included):
  *   fkl_log   <= 1 ulp   (fdlibm's reduction and polynomial)
  *   fkl_log_ratio(p, q) = log(p/q) with one division, <= 2 ulp
- *   fkl_exp   <= 1 ulp   (degree-13 Taylor on |r| <= ln2/2)
+ *   fkl_exp   <= 1.01 ulp (degree-13 Taylor on |r| <= ln2/2; 1 ulp without FMA)
  *   fkl_logf  <= 1 ulp   (float, evaluated in float)
  *   fkl_expf  <= 1.05 ulp (float, evaluated in float; 1 ulp without FMA)
- * The kernels evaluate float32 inputs with the double versions (they
- * accumulate in double); the float versions serve float32 outputs.
+ *   fkl_exp_sum_term, fkl_expf_sum_term: the terms of a log-sum-exp (x <= 0),
+ *             1.01 / 0.89 ulp down to the smallest normal, 0 below it.
+ * KL and every log-space path evaluate float32 inputs with the double
+ * versions; the float versions serve float32 results (entropy and
+ * cross-entropy fast paths, softmax and log-sum-exp of float32 logits).
  * Specials follow C99: log(0) = -inf, log(x<0) = NaN, log(+inf) = +inf,
  * exp(-inf) = 0, exp(+inf) = +inf, overflow -> +inf, NaN -> NaN.
  */
@@ -147,7 +150,7 @@ FKL_INLINE double fkl_log_ratio(double p, double q)
 /* ---- double exp: x = k ln2 + r, |r| <= ln2/2, exp(r) by Taylor to degree 13
  * (truncation < 2^-60), 2^k applied in two steps so subnormal results round
  * once.  fkl_exp_core takes an argument already clamped to [-745.2, 709.8];
- * fkl_exp handles every input, fkl_exp_nonpos only x <= 0 (log-sum-exp sums:
+ * fkl_exp handles every input, fkl_exp_nonpos only x <= 0 (softmax values:
  * no overflow path).  Both keep exp(-inf) = 0, subnormals and NaN exact. */
 FKL_INLINE double fkl_exp_core(double xc)
 {
@@ -186,6 +189,36 @@ FKL_INLINE double fkl_exp(double x)
     y = (x > 709.782712893384) ? FKL_INF : y;
     y = (x < -745.2) ? 0.0 : y;
     return (x != x) ? x : y;
+}
+
+/* exp(x) for x <= 0 as a term of a sum whose largest term is 1 (log-sum-exp
+ * of float64 logits): fkl_exp_core's polynomial with one scaling step.
+ * <= 1.01 ulp wherever the result is >= 2^-1022; below, the absolute error is
+ * < 2.3e-308 (x < -708.75 gives 0 exactly: the clamp at -709.1 makes
+ * 2^k = 2^-1023, whose bit pattern built below is +0.0, so no select). */
+FKL_INLINE double fkl_exp_sum_term(double x)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double inv_ln2 = 1.44269504088896338700e+00;
+    const double shift = 0x1.8p52;
+    const double xc = (x < -709.1) ? -709.1 : x;
+    const double t = xc * inv_ln2 + shift;
+    const double kd = t - shift;
+    const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    double P = 1.0 / 6227020800.0;               /* 1/13!, as fkl_exp_core */
+    P = P * r + 1.0 / 479001600.0;
+    P = P * r + 1.0 / 39916800.0;
+    P = P * r + 1.0 / 3628800.0;
+    P = P * r + 1.0 / 362880.0;
+    P = P * r + 1.0 / 40320.0;
+    P = P * r + 1.0 / 5040.0;
+    P = P * r + 1.0 / 720.0;
+    P = P * r + 1.0 / 120.0;
+    P = P * r + 1.0 / 24.0;
+    P = P * r + 1.0 / 6.0;
+    P = P * r + 0.5;
+    const double p = 1.0 + (r + (r * r) * P);
+    return p * fkl_from_bits((fkl_bits(t) - fkl_bits(shift) + 1023) << 52);
 }
 
 FKL_INLINE double fkl_exp_nonpos(double x)

@@ -133,7 +133,7 @@
 #define FKL_T double
 #define FKL_S(name) name##_d
 #define FKL_EXPT(v) fkl_exp(v)
-#define FKL_EXP_SUM_T(v) fkl_exp_nonpos(v)
+#define FKL_EXP_SUM_T(v) fkl_exp_sum_term(v)
 #define FKL_EXP_NONPOS_T(v) fkl_exp_nonpos(v)
 #define FKL_SUM_T double
 #define FKL_CNT_T int64_t
