@@ -152,13 +152,16 @@ FKL_INLINE double fkl_log_ratio(double p, double q)
  * once.  fkl_exp_core takes an argument already clamped to [-745.2, 709.8];
  * fkl_exp handles every input, fkl_exp_nonpos only x <= 0 (softmax values:
  * no overflow path).  Both keep exp(-inf) = 0, subnormals and NaN exact. */
-FKL_INLINE double fkl_exp_core(double xc)
+#define FKL_EXP_SHIFT 0x1.8p52  /* adding it rounds to an integer held in the low bits */
+
+/* exp(r) for x = k ln2 + r, |r| <= ln2/2, and *t = x/ln2 + FKL_EXP_SHIFT,
+ * whose low bits hold k: the part every double exp shares. */
+FKL_INLINE double fkl_exp_reduced(double xc, double *t)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double inv_ln2 = 1.44269504088896338700e+00;
-    const double shift = 0x1.8p52;  /* adding it rounds to an integer held in the low bits */
-    const double t = xc * inv_ln2 + shift;
-    const double kd = t - shift;
+    *t = xc * inv_ln2 + FKL_EXP_SHIFT;
+    const double kd = *t - FKL_EXP_SHIFT;
     const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
     /* exp(r) = 1 + (r + r^2 P(r)): the 1 is added last so that the sum
      * rounds once, which keeps builds without FMA within 1 ulp. */
@@ -174,13 +177,21 @@ FKL_INLINE double fkl_exp_core(double xc)
     P = P * r + 1.0 / 24.0;
     P = P * r + 1.0 / 6.0;
     P = P * r + 0.5;
-    const double p = 1.0 + (r + (r * r) * P);
+    return 1.0 + (r + (r * r) * P);
+}
+
+/* 2^k for the k held in t's low bits (fkl_exp_reduced), k >= -1023; k = -1023 gives +0.0. */
+#define FKL_EXP2K(t) fkl_from_bits((fkl_bits(t) - fkl_bits(FKL_EXP_SHIFT) + 1023) << 52)
+
+FKL_INLINE double fkl_exp_core(double xc)
+{
+    double t;
+    const double p = fkl_exp_reduced(xc, &t);
     /* k1 = round(k/2), k2 = k - k1: both scale factors stay normal. */
-    const double t1 = kd * 0.5 + shift;
-    const double k2 = kd - (t1 - shift);
-    const double s1 = fkl_from_bits((fkl_bits(t1) - fkl_bits(shift) + 1023) << 52);
-    const double s2 = fkl_from_bits((fkl_bits(k2 + shift) - fkl_bits(shift) + 1023) << 52);
-    return (p * s1) * s2;
+    const double kd = t - FKL_EXP_SHIFT;
+    const double t1 = kd * 0.5 + FKL_EXP_SHIFT;
+    const double k2 = kd - (t1 - FKL_EXP_SHIFT);
+    return (p * FKL_EXP2K(t1)) * FKL_EXP2K(k2 + FKL_EXP_SHIFT);
 }
 
 FKL_INLINE double fkl_exp(double x)
@@ -192,33 +203,15 @@ FKL_INLINE double fkl_exp(double x)
 }
 
 /* exp(x) for x <= 0 as a term of a sum whose largest term is 1 (log-sum-exp
- * of float64 logits): fkl_exp_core's polynomial with one scaling step.
+ * of float64 logits): fkl_exp_core with one scaling step.
  * <= 1.01 ulp wherever the result is >= 2^-1022; below, the absolute error is
  * < 2.3e-308 (x < -708.75 gives 0 exactly: the clamp at -709.1 makes
  * 2^k = 2^-1023, whose bit pattern built below is +0.0, so no select). */
 FKL_INLINE double fkl_exp_sum_term(double x)
 {
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double inv_ln2 = 1.44269504088896338700e+00;
-    const double shift = 0x1.8p52;
-    const double xc = (x < -709.1) ? -709.1 : x;
-    const double t = xc * inv_ln2 + shift;
-    const double kd = t - shift;
-    const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
-    double P = 1.0 / 6227020800.0;               /* 1/13!, as fkl_exp_core */
-    P = P * r + 1.0 / 479001600.0;
-    P = P * r + 1.0 / 39916800.0;
-    P = P * r + 1.0 / 3628800.0;
-    P = P * r + 1.0 / 362880.0;
-    P = P * r + 1.0 / 40320.0;
-    P = P * r + 1.0 / 5040.0;
-    P = P * r + 1.0 / 720.0;
-    P = P * r + 1.0 / 120.0;
-    P = P * r + 1.0 / 24.0;
-    P = P * r + 1.0 / 6.0;
-    P = P * r + 0.5;
-    const double p = 1.0 + (r + (r * r) * P);
-    return p * fkl_from_bits((fkl_bits(t) - fkl_bits(shift) + 1023) << 52);
+    double t;
+    const double p = fkl_exp_reduced((x < -709.1) ? -709.1 : x, &t);
+    return p * FKL_EXP2K(t);
 }
 
 FKL_INLINE double fkl_exp_nonpos(double x)
@@ -263,14 +256,26 @@ FKL_INLINE float fkl_logf(float x)
 
 /* ---- float exp, evaluated in float: degree-7 Taylor on |r| <= ln2/2;
  * same structure as the double exp (core / full / non-positive). */
-FKL_INLINE float fkl_expf_core(float xc)
+#define FKL_EXPF_SHIFT 0x1.8p23f
+
+/* Range reduction x = k ln2 + r, |r| <= ln2/2, for the float exps: returns
+ * r and sets *t = x/ln2 + FKL_EXPF_SHIFT, whose low bits hold k. */
+FKL_INLINE float fkl_expf_reduce(float xc, float *t)
 {
     const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
     const float inv_ln2 = 1.4426950216e+00f;
-    const float shift = 0x1.8p23f;
-    const float t = xc * inv_ln2 + shift;
-    const float kd = t - shift;
-    const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    *t = xc * inv_ln2 + FKL_EXPF_SHIFT;
+    const float kd = *t - FKL_EXPF_SHIFT;
+    return (xc - kd * ln2_hi) - kd * ln2_lo;
+}
+
+/* 2^k for the k held in t's low bits, k >= -127; k = -127 gives +0.0. */
+#define FKL_EXP2KF(t) fkl_from_bitsf((fkl_bitsf(t) - fkl_bitsf(FKL_EXPF_SHIFT) + 127) << 23)
+
+FKL_INLINE float fkl_expf_core(float xc)
+{
+    float t;
+    const float r = fkl_expf_reduce(xc, &t);
     float P = 1.0f / 5040.0f;
     P = P * r + 1.0f / 720.0f;
     P = P * r + 1.0f / 120.0f;
@@ -278,11 +283,10 @@ FKL_INLINE float fkl_expf_core(float xc)
     P = P * r + 1.0f / 6.0f;
     P = P * r + 0.5f;
     const float p = 1.0f + (r + (r * r) * P);
-    const float t1 = kd * 0.5f + shift;
-    const float k2 = kd - (t1 - shift);
-    const float s1 = fkl_from_bitsf((fkl_bitsf(t1) - fkl_bitsf(shift) + 127) << 23);
-    const float s2 = fkl_from_bitsf((fkl_bitsf(k2 + shift) - fkl_bitsf(shift) + 127) << 23);
-    return (p * s1) * s2;
+    const float kd = t - FKL_EXPF_SHIFT;
+    const float t1 = kd * 0.5f + FKL_EXPF_SHIFT;
+    const float k2 = kd - (t1 - FKL_EXPF_SHIFT);
+    return (p * FKL_EXP2KF(t1)) * FKL_EXP2KF(k2 + FKL_EXPF_SHIFT);
 }
 
 FKL_INLINE float fkl_expf(float x)
@@ -303,13 +307,8 @@ FKL_INLINE float fkl_expf(float x)
  * minimax fit (relative error 3e-9) evaluated by Horner's rule. */
 FKL_INLINE float fkl_expf_sum_term(float x)
 {
-    const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
-    const float inv_ln2 = 1.4426950216e+00f;
-    const float shift = 0x1.8p23f;
-    const float xc = (x < -88.0f) ? -88.0f : x;
-    const float t = xc * inv_ln2 + shift;
-    const float kd = t - shift;
-    const float r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    float t;
+    const float r = fkl_expf_reduce((x < -88.0f) ? -88.0f : x, &t);
     float P = 0x1.6a244cp-10f;
     P = P * r + 0x1.1239d4p-7f;
     P = P * r + 0x1.5558f2p-5f;
@@ -317,7 +316,7 @@ FKL_INLINE float fkl_expf_sum_term(float x)
     P = P * r + 0x1.fffffcp-2f;
     P = P * r + 1.0f;
     P = P * r + 1.0f;
-    return P * fkl_from_bitsf((fkl_bitsf(t) - fkl_bitsf(shift) + 127) << 23);
+    return P * FKL_EXP2KF(t);
 }
 
 FKL_INLINE float fkl_expf_nonpos(float x)
