@@ -139,17 +139,7 @@
 #define FKL_CNT_T int64_t
 #define FKL_LOG_ELEM(v) fkl_log_normal(v)
 #define FKL_TINY 0x1p-1022
-#include "fastkl_rows_impl.h"
-#include "fastkl_logits_impl.h"
-#undef FKL_T
-#undef FKL_S
-#undef FKL_EXPT
-#undef FKL_EXP_SUM_T
-#undef FKL_EXP_NONPOS_T
-#undef FKL_SUM_T
-#undef FKL_CNT_T
-#undef FKL_LOG_ELEM
-#undef FKL_TINY
+#include "fastkl_rows_instance.h"
 
 #define FKL_T float
 #define FKL_S(name) name##_f
@@ -160,16 +150,6 @@
 #define FKL_CNT_T int32_t
 #define FKL_LOG_ELEM(v) fkl_logf_normal(v)
 #define FKL_TINY 0x1p-126f
-#include "fastkl_rows_impl.h"
-#include "fastkl_logits_impl.h"
-#undef FKL_T
-#undef FKL_S
-#undef FKL_EXPT
-#undef FKL_EXP_SUM_T
-#undef FKL_EXP_NONPOS_T
-#undef FKL_SUM_T
-#undef FKL_CNT_T
-#undef FKL_LOG_ELEM
-#undef FKL_TINY
+#include "fastkl_rows_instance.h"
 
 #endif /* FASTKL_ROWS_H */
