@@ -7,6 +7,7 @@ the build is serial.  ``FASTKL_DEBUG=1`` builds with Cython bounds checks and
 no optimisation, for sanitizer/debug jobs.
 """
 
+import glob
 import os
 import platform
 import shutil
@@ -112,17 +113,23 @@ def _compiler_description(compiler):
 def extensions():
     include = [np.get_include(), os.path.join("fastkl", "src")]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    # The C headers are listed so that a change to one rebuilds the kernels.
+    headers = sorted(glob.glob(os.path.join("fastkl", "src", "*.h")))
     exts = [
         Extension(
             "fastkl._kernels_" + level,
             [os.path.join("fastkl", "_kernels_%s.pyx" % level)],
             include_dirs=include,
             define_macros=macros,
+            depends=headers + [os.path.join("fastkl", "_kernels.pxi")],
         )
         for level in SIMD_LEVELS
     ]
-    exts.append(Extension("fastkl._cpu", [os.path.join("fastkl", "_cpu.pyx")],
-                          include_dirs=include, define_macros=macros))
+    # Compiled once, without SIMD flags: CPU detection, and the row driver
+    # (argument handling, threads, the parallel loop over rows).
+    for name in ("_cpu", "_driver"):
+        exts.append(Extension("fastkl." + name, [os.path.join("fastkl", name + ".pyx")],
+                              include_dirs=include, define_macros=macros, depends=headers))
     return cythonize(
         exts,
         compiler_directives={

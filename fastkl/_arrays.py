@@ -4,8 +4,9 @@ Everything a kernel relies on is established here: a supported dtype, native
 byte order, aligned data and strides that are whole items; arrays broadcast to
 one shape; the reduced axis moved last; the other axes collapsed into one
 "rows" axis when their strides allow it.  Copies happen only when a dtype must
-change (integers, bools, float16, bfloat16, mixed float32/float64 pairs) or
-the memory is unaligned / byte-swapped.
+change (integers, bools, long doubles, mixed pairs such as float32/float64) or
+the memory is unaligned / byte-swapped.  float16 and bfloat16 are kept: the
+kernels read them natively.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -21,8 +22,14 @@ _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("none", "sum", "mean")
 
 
+def is_half(dt: np.dtype) -> bool:
+    """float16, or ml_dtypes' bfloat16 (read natively by the kernels)."""
+    return dt == np.float16 or (dt.name == "bfloat16" and dt.itemsize == 2)
+
+
 def as_float_array(x, name: str) -> np.ndarray:
-    """Return ``x`` as a float32/float64 ndarray, copying only when the dtype must change."""
+    """Return ``x`` as an ndarray the kernels read: float64, float32, float16 or
+    bfloat16, native and aligned, copying only when the dtype must change."""
     if isinstance(x, np.ndarray):
         arr = x
     else:
@@ -33,10 +40,8 @@ def as_float_array(x, name: str) -> np.ndarray:
     if not arr.dtype.isnative and arr.dtype.kind in "fiub":
         arr = arr.astype(arr.dtype.newbyteorder("="))  # byte-swapped: native copy, same type
     dt = arr.dtype
-    if dt in _FLOAT_TYPES:
+    if dt in _FLOAT_TYPES or is_half(dt):
         pass
-    elif dt.kind == "f" and dt.itemsize <= 2 or dt.name == "bfloat16":
-        arr = arr.astype(np.float32)  # float16 / bfloat16: widened copy
     elif dt.kind == "f":
         arr = arr.astype(np.float64)  # long double: rounded copy
     elif dt.kind in "biu":
@@ -54,10 +59,26 @@ def as_float_array(x, name: str) -> np.ndarray:
 
 
 def common_float(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Cast to one compute dtype: float32 only when every input is float32."""
-    if all(a.dtype == np.float32 for a in arrays):
+    """Cast to one compute dtype: the inputs' when they share it; else float64
+    if any is float64, otherwise float32 (a float16 next to a bfloat16 or a
+    float32 is widened: the kernels read one element type at a time)."""
+    first = arrays[0].dtype
+    if all(a.dtype == first for a in arrays):
         return arrays
-    return tuple(a if a.dtype == np.float64 else a.astype(np.float64) for a in arrays)
+    target = np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
+    return tuple(a if a.dtype == target else a.astype(target) for a in arrays)
+
+
+def widen_half(arr: np.ndarray) -> np.ndarray:
+    """float16/bfloat16 to float32 (a copy), for the kernels that read them
+    only through float32; other arrays unchanged."""
+    return arr.astype(np.float32) if is_half(arr.dtype) else arr
+
+
+def compute_dtype(arr: np.ndarray) -> np.dtype:
+    """The dtype of a kernel's float results for input ``arr``: float64 for
+    float64, float32 for float32, float16 and bfloat16."""
+    return np.dtype(np.float64) if arr.dtype == np.float64 else np.dtype(np.float32)
 
 
 def check_axis(axis, ndim: int, name: str = "axis") -> int:
@@ -163,3 +184,39 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
+
+
+#: Elements per row when an elementwise function's input is cut into rows, so
+#: that a 1-D input still runs on several threads.
+ELEMENTWISE_ROW = 8192
+
+
+def elementwise_rows(views: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """Cover same-shape arrays with 2-D (rows, K) views for an elementwise kernel.
+
+    When every array can be seen as 1-D without a copy (contiguous,
+    uniformly strided or broadcast scalars), it is cut into rows of
+    ``ELEMENTWISE_ROW`` elements plus a tail row, so that a 1-D input still
+    runs on several threads; otherwise the last axis is the row.
+    """
+    shape = views[0].shape
+    flat = []
+    for v in views:
+        c = collapse_rows(v.reshape(shape + (1,)))  # (n, 1), a view when not None
+        if c is None:
+            for _, blocks in row_blocks(views, shape[:-1]):
+                yield blocks
+            return
+        flat.append(c[:, 0])
+    n = math.prod(shape)
+    m = n // ELEMENTWISE_ROW
+    if m:
+        yield [
+            np.lib.stride_tricks.as_strided(
+                f, (m, ELEMENTWISE_ROW), (ELEMENTWISE_ROW * f.strides[0], f.strides[0]),
+                writeable=f.flags.writeable,
+            )
+            for f in flat
+        ]
+    if n - m * ELEMENTWISE_ROW:
+        yield [f[m * ELEMENTWISE_ROW:][None, :] for f in flat]

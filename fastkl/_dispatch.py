@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Iterator
 
-from . import _cpu
+from . import _cpu, _driver
 
 #: Every level fastkl knows about, best first.
 ALL_LEVELS = ("avx512", "avx2", "baseline")
@@ -59,7 +59,9 @@ def _initial() -> ModuleType:
     return _load(forced) if forced else _load(supported_levels()[0])
 
 
+#: The kernel module in use; the row driver holds its table of row functions.
 kernels: ModuleType = _initial()
+_driver.use_kernels(kernels)
 
 
 def current_level() -> str:
@@ -76,7 +78,9 @@ def simd_level(level: str) -> Iterator[ModuleType]:
     global kernels
     previous = kernels
     kernels = _load(level)
+    _driver.use_kernels(kernels)
     try:
         yield kernels
     finally:
         kernels = previous
+        _driver.use_kernels(kernels)

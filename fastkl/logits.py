@@ -37,7 +37,7 @@ from typing import Iterator, Literal, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _arrays, _dispatch, _rowwise, _threads
+from . import _arrays, _driver
 
 Reduction = Literal["none", "sum", "mean"]
 #: A loss: per-row/elementwise array for reduction="none", else a numpy scalar.
@@ -53,10 +53,6 @@ __all__ = [
     "binary_cross_entropy_with_logits",
 ]
 
-#: Elements per row when a 1-D elementwise loss is cut into rows, so that it
-#: runs on several threads (one row per thread would leave the others idle).
-_ELEMENTWISE_ROW = 8192
-
 #: One-element buffers behind the zero-stride "weight 1" arrays of the BCE kernels.
 _ONE = {np.dtype(t): np.ones(1, dtype=t) for t in (np.float32, np.float64)}
 
@@ -67,10 +63,7 @@ _INT64_MIN = np.iinfo(np.int64).min
 # --------------------------------------------------------------------------- helpers
 
 
-def _kernel(name: str, dtype: np.dtype):
-    """Kernel ``name`` of the SIMD level in use (looked up per call: tests switch levels),
-    specialised for ``dtype`` so that the call skips Cython's fused-type dispatch."""
-    return _rowwise.specialised(getattr(_dispatch.kernels, name), dtype)
+_K = _driver.KERNELS
 
 
 def _promotes(pred: np.ndarray, other) -> bool:
@@ -115,54 +108,19 @@ def _check_alias(result: np.ndarray, res_name: str, source: np.ndarray, src_name
         )
 
 
-def _elementwise_blocks(views: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
-    """Cover same-shape arrays with 2-D (rows, K) views for an elementwise kernel.
-
-    When every array can be seen as 1-D without a copy (contiguous,
-    uniformly strided or broadcast scalars), it is cut into rows of
-    ``_ELEMENTWISE_ROW`` elements plus a tail row, so that a 1-D input still
-    runs on several threads; otherwise the last axis is the row.
-    """
-    shape = views[0].shape
-    flat = []
-    for v in views:
-        c = _arrays.collapse_rows(v.reshape(shape + (1,)))  # (n, 1), a view when not None
-        if c is None:
-            for _, blocks in _arrays.row_blocks(views, shape[:-1]):
-                yield blocks
-            return
-        flat.append(c[:, 0])
-    n = math.prod(shape)
-    m = n // _ELEMENTWISE_ROW
-    if m:
-        yield [
-            np.lib.stride_tricks.as_strided(
-                f, (m, _ELEMENTWISE_ROW), (_ELEMENTWISE_ROW * f.strides[0], f.strides[0]),
-                writeable=f.flags.writeable,
-            )
-            for f in flat
-        ]
-    if n - m * _ELEMENTWISE_ROW:
-        yield [f[m * _ELEMENTWISE_ROW:][None, :] for f in flat]
-
-
 def _last_axis(a: np.ndarray, ax: int) -> np.ndarray:
     """``a`` with axis ``ax`` moved last, as a view (no numpy call when it already is)."""
     return a if ax == a.ndim - 1 else np.moveaxis(a, ax, -1)
 
 
 def _reduced(rows64: np.ndarray, reduction: str, denominator: float, dtype: np.dtype):
-    """Per-row float64 values -> the requested reduction, in ``dtype``."""
+    """Per-row float64 values -> the requested reduction, in ``dtype`` (a mean
+    divides by ``denominator``; 0/0 is NaN as in numpy and PyTorch)."""
     if reduction == "none":
         res = rows64.astype(dtype, copy=False)
         return res[()] if res.ndim == 0 else res
-    total = float(rows64.sum())
-    if reduction == "mean":
-        if denominator:
-            total /= denominator
-        else:  # an empty or all-ignored batch: 0/0 = NaN, as numpy/PyTorch divide
-            total = math.nan if total == 0 or math.isnan(total) else math.copysign(math.inf, total)
-    return dtype.type(total)
+    return _driver.sum_rows(np.ascontiguousarray(rows64).reshape(-1), reduction, dtype == np.float32,
+                            None, denominator)
 
 
 def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -265,20 +223,13 @@ def logsumexp(
     """
     arr = _arrays.as_float_array(x, "x")
     (view,), outer = _arrays.broadcast_rows([arr], ["x"], axis)
-    dtype = arr.dtype
+    dtype = _arrays.compute_dtype(arr)
     if out is not None:
         _arrays.check_out(out, outer, dtype)
-    res = out if out is not None else np.empty(outer, dtype=dtype)
-    flat = res if res.flags.c_contiguous else np.empty(outer, dtype=dtype)
-    n_rows, k = math.prod(outer), view.shape[-1]
-    threads = _threads.resolve(n_threads, n_rows * k, n_rows)
-    if n_rows:
-        kernel = _kernel("logsumexp_rows", dtype)
-        with _threads.share_cores(threads) as nt:
-            for idx, (block,) in _arrays.row_blocks([view], outer):
-                kernel(block, flat[idx].reshape(-1), nt)
-    if flat is not res:
-        np.copyto(res, flat)
+    res = out if out is not None and out.flags.c_contiguous else np.empty(outer, dtype=dtype)
+    _driver.rows(_K["logsumexp"], [view], [], outer, val=res, n_threads=n_threads)
+    if out is not None and res is not out:
+        np.copyto(out, res)
     return out if out is not None else res[()]
 
 
@@ -287,20 +238,14 @@ def _softmax_family(x, axis, out, n_threads, log: bool):
     if arr.ndim == 0:
         raise ValueError("x must have at least one dimension (the axis to normalise)")
     ax = _arrays.check_axis(axis, arr.ndim)
-    dtype = arr.dtype
+    dtype = _arrays.compute_dtype(arr)
     if out is not None:
         _arrays.check_out(out, arr.shape, dtype)
         _check_alias(out, "out", arr, "x")
     res = out if out is not None else np.empty(arr.shape, dtype=dtype)
     xv, ov = _last_axis(arr, ax), _last_axis(res, ax)
-    outer = xv.shape[:-1]
-    n_rows, k = math.prod(outer), xv.shape[-1]
-    threads = _threads.resolve(n_threads, n_rows * k, n_rows)
-    if n_rows and k:
-        kernel = _kernel("softmax_rows", dtype)
-        with _threads.share_cores(threads) as nt:
-            for _, (xb, ob) in _arrays.row_blocks([xv, ov], outer):
-                kernel(xb, ob, log, nt)
+    if xv.shape[-1]:
+        _driver.rows(_K["log_softmax" if log else "softmax"], [xv], [ov], xv.shape[:-1], n_threads=n_threads)
     return res
 
 
@@ -567,17 +512,20 @@ def softmax_cross_entropy(
     z = _arrays.as_float_array(logits, "logits")
     if z.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
-    if _promotes(z, target) and np.shape(target) == z.shape:
-        z = z.astype(np.float64)  # float32 logits, float64 probability target: compute in float64
+    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if t.shape == z.shape and (_promotes(z, t) or (_arrays.is_half(z.dtype) and t.dtype != z.dtype)):
+        # probability targets: a float64 array with float32 logits computes in
+        # float64; a target of another dtype than float16/bfloat16 logits, in
+        # float32 (the kernel reads logits and targets as one element type)
+        z = z.astype(np.float64 if _promotes(z, t) else np.float32)
     ax = _arrays.check_axis(axis, z.ndim)
-    dtype = z.dtype
+    dtype = _arrays.compute_dtype(z)
     n_classes = z.shape[ax]
     w = _class_weight(weight, n_classes)
     zv = _last_axis(z, ax)
     outer = zv.shape[:-1]
     n_rows = math.prod(outer)
 
-    t = target if isinstance(target, np.ndarray) else np.asarray(target)
     if t.shape == z.shape:
         if ignore >= 0:
             raise ValueError(
@@ -585,7 +533,7 @@ def softmax_cross_entropy(
                 "(only index targets can be ignored)"
             )
         index_target = False
-        probs = _as_dtype(t, "target", dtype)
+        probs = _as_dtype(t, "target", z.dtype)
         tv = _last_axis(probs, ax)
         denominator = float(n_rows)
     elif t.shape == outer:
@@ -611,21 +559,14 @@ def softmax_cross_entropy(
     wsum = float(n_classes) if w is None else float(np.sum(w))
 
     rows = np.empty(outer, dtype=np.float64)
-    threads = _threads.resolve(n_threads, n_rows * n_classes, n_rows)
-    views = [zv, labels[..., None] if index_target else tv]
-    if grad is not None:
-        views.append(_last_axis(grad, ax))
     if n_rows:
-        kernel = _kernel("ce_index_rows" if index_target else "ce_prob_rows", dtype)
-        with _threads.share_cores(threads) as nt:
-            for idx, blocks in _arrays.row_blocks(views, outer):
-                gb = blocks[2] if grad is not None else None
-                loss_block = rows[idx].reshape(-1)
-                if index_target:
-                    kernel(blocks[0], blocks[1][:, 0], w, wsum, eps, ignore,
-                                       loss_block, gb, gscale, nt)
-                else:
-                    kernel(blocks[0], blocks[1], w, eps, loss_block, gb, gscale, nt)
+        gv = [_last_axis(grad, ax) if grad is not None else None]
+        if index_target:
+            _driver.rows(_K["ce_index"], [zv], gv, outer, val=rows, labels=labels, weight=w, ival=ignore,
+                         params=(wsum, eps), scale=gscale, n_threads=n_threads)
+        else:
+            _driver.rows(_K["ce_prob"], [zv, tv], gv, outer, val=rows, weight=w, params=(wsum, eps),
+                         scale=gscale, n_threads=n_threads)
     loss = _reduced(rows, reduction, denominator, dtype)
     return (loss, grad) if return_grad else loss
 
@@ -699,25 +640,21 @@ def kl_divergence_logits(
     return_grad = _check_flag(return_grad, "return_grad")
     a = _arrays.as_float_array(p_logits, "p_logits")
     b = _arrays.as_float_array(q_logits, "q_logits")
-    q_dtype, q_shape = b.dtype, b.shape
+    q_shape = b.shape
+    q_dtype = _arrays.compute_dtype(b)
     a, b = _arrays.common_float(a, b)
     (av, bv), outer = _arrays.broadcast_rows([a, b], ["p_logits", "q_logits"], axis)
-    dtype = a.dtype
-    n_rows, k = math.prod(outer), av.shape[-1]
+    dtype = _arrays.compute_dtype(a)
+    n_rows = math.prod(outer)
     full_shape = np.broadcast_shapes(a.shape, b.shape)
     ax = _arrays.check_axis(axis, len(full_shape))
 
     grad = np.empty(full_shape, dtype=dtype) if return_grad else None
     gscale = (1.0 / n_rows if n_rows else 0.0) if reduction == "mean" else 1.0
     rows = np.empty(outer, dtype=np.float64)
-    views = [av, bv] + ([_last_axis(grad, ax)] if return_grad else [])
-    threads = _threads.resolve(n_threads, n_rows * k, n_rows)
     if n_rows:
-        kernel = _kernel("kl_logits_rows", dtype)
-        with _threads.share_cores(threads) as nt:
-            for idx, blocks in _arrays.row_blocks(views, outer):
-                kernel(blocks[0], blocks[1], 1.0 / t, rows[idx].reshape(-1),
-                                    blocks[2] if return_grad else None, gscale, nt)
+        _driver.rows(_K["kl_logits"], [av, bv], [_last_axis(grad, ax) if return_grad else None], outer,
+                     val=rows, params=(1.0 / t,), scale=gscale, n_threads=n_threads)
     loss = _reduced(rows, reduction, float(n_rows), dtype)
     if not return_grad:
         return loss
@@ -729,13 +666,19 @@ def kl_divergence_logits(
 
 
 def _bce_operands(pred, pred_name: str, y, weight, extra=()):
-    """Prediction, target and weights as same-dtype arrays, broadcast to one shape.
+    """Prediction, target and weights as arrays of one kernel dtype, broadcast to one shape.
 
-    An absent weight is a read-only zero-stride array of ones.
+    An absent weight is a read-only zero-stride array of ones.  float16 and
+    bfloat16 predictions are read natively when every other operand is an
+    array of the same dtype (or absent); otherwise they compute in float32.
     """
     x = _arrays.as_float_array(pred, pred_name)
-    if any(_promotes(x, v) for v in (y, weight) + tuple(v for v, _ in extra)):
+    others = (y, weight) + tuple(v for v, _ in extra)
+    if any(_promotes(x, v) for v in others):
         x = x.astype(np.float64)  # a float64 operand with float32 x: compute in float64
+    elif _arrays.is_half(x.dtype) and not all(
+            v is None or (isinstance(v, np.ndarray) and v.dtype == x.dtype) for v in others):
+        x = x.astype(np.float32)
     dtype = x.dtype
     arrays = [x, _as_dtype(y, "y", dtype)]
     names = [pred_name, "y"]
@@ -750,10 +693,13 @@ def _bce_operands(pred, pred_name: str, y, weight, extra=()):
         except ValueError:
             shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays) if a is not None)
             raise ValueError(f"shapes do not broadcast together: {shapes}") from None
-    ones = np.ndarray(shape, dtype, buffer=_ONE[dtype], strides=(0,) * len(shape))
+    one = _ONE.get(dtype)
+    if one is None:
+        one = np.ones(1, dtype=dtype)
+    ones = np.ndarray(shape, dtype, buffer=one, strides=(0,) * len(shape))
     ones.flags.writeable = False
     views = [ones if a is None else a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
-    return views, x, shape, dtype
+    return views, x, shape, _arrays.compute_dtype(x)
 
 
 def binary_cross_entropy(
@@ -825,19 +771,14 @@ def binary_cross_entropy(
         raise ValueError(f"y must hold targets in [0, 1]; y{_where(pos)} = {float(yv[pos])!r}")
     out = np.empty(shape, dtype=dtype) if reduction == "none" else None
     n = math.prod(shape)
-    threads = _threads.resolve(n_threads, n, max(1, n // _ELEMENTWISE_ROW))
     sums, flagged = [], False
-    views = [pv, yv, wv] + ([out] if out is not None else [])
     if n:
-        kernel = _kernel("bce_rows", dtype)
-        with _threads.share_cores(threads) as nt:
-            for blocks in _elementwise_blocks(views):
-                row_sums = np.empty(blocks[0].shape[0], dtype=np.float64)
-                bad = np.zeros(blocks[0].shape[0], dtype=np.uint8)
-                kernel(blocks[0], blocks[1], blocks[2], row_sums,
-                              blocks[3] if out is not None else None, bad, nt)
-                sums.append(row_sums)
-                flagged = flagged or bool(bad.any())
+        for blocks in _arrays.elementwise_rows([pv, yv, wv] + ([out] if out is not None else [])):
+            row_sums = np.empty(blocks[0].shape[0], dtype=np.float64)
+            bad = _driver.rows(_K["bce"], blocks[:3], [blocks[3] if out is not None else None],
+                               blocks[0].shape[:1], val=row_sums, flags=True, n_threads=n_threads)
+            sums.append(row_sums)
+            flagged = flagged or bool(bad.any())
     if flagged:  # the kernel flags rows; find the first bad element for the message
         with np.errstate(invalid="ignore"):
             bad_p = ~((p_arr >= 0) & (p_arr <= 1))
@@ -931,20 +872,15 @@ def binary_cross_entropy_with_logits(
     out = np.empty(shape, dtype=dtype) if reduction == "none" else None
     grad = np.empty(shape, dtype=dtype) if return_grad else None
     gscale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-    views = [xv, yv, wv, rv] + [a for a in (out, grad) if a is not None]
-    threads = _threads.resolve(n_threads, n, max(1, n // _ELEMENTWISE_ROW))
     sums = []
     if n:
-        kernel = _kernel("bce_logits_rows", dtype)
-        with _threads.share_cores(threads) as nt:
-            for blocks in _elementwise_blocks(views):
-                rest = iter(blocks[4:])
-                ob = next(rest) if out is not None else None
-                gb = next(rest) if grad is not None else None
-                row_sums = np.empty(blocks[0].shape[0], dtype=np.float64)
-                kernel(blocks[0], blocks[1], blocks[2], blocks[3], row_sums,
-                                     ob, gb, gscale, nt)
-                sums.append(row_sums)
+        for blocks in _arrays.elementwise_rows([xv, yv, wv, rv] + [a for a in (out, grad) if a is not None]):
+            rest = iter(blocks[4:])
+            row_outs = [next(rest) if out is not None else None, next(rest) if grad is not None else None]
+            row_sums = np.empty(blocks[0].shape[0], dtype=np.float64)
+            _driver.rows(_K["bce_logits"], blocks[:4], row_outs, blocks[0].shape[:1], val=row_sums,
+                         scale=gscale, n_threads=n_threads)
+            sums.append(row_sums)
     if reduction == "none":
         loss = out[()] if out.ndim == 0 else out
     else:

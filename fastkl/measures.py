@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _rowwise
+from . import _driver
 
 Reduction = Literal["none", "sum", "mean"]
 
@@ -81,39 +81,12 @@ _COMMON_DOC = """
 """
 
 
-def _doc(text: str) -> str:
-    return text.replace("    {common}\n", _COMMON_DOC.lstrip("\n"))
+def _doc(text: str | None) -> str | None:
+    # None under `python -OO`, which strips docstrings
+    return text.replace("    {common}\n", _COMMON_DOC.lstrip("\n")) if text else text
 
 
-def _mode(log_p: bool, log_q: bool, normalize: bool) -> int:
-    k = _rowwise.kernels()
-    return (k.LOG_P if log_p else 0) | (k.LOG_Q if log_q else 0) | (k.NORMALIZE if normalize else 0)
-
-
-def _pair_kernel(measure_name: str):
-    def kernel(p, q, out, bad, mode, scale, n_threads):
-        k = _rowwise.kernels()
-        fn = _rowwise.specialised(k.pair_rows, p.dtype, out.dtype)
-        fn(getattr(k, measure_name), p, q, out, bad, mode, scale, n_threads)
-
-    return kernel
-
-
-def _entropy_kernel(p, out, bad, mode, scale, n_threads):
-    fn = _rowwise.specialised(_rowwise.kernels().entropy_rows, p.dtype, out.dtype)
-    fn(p, out, bad, mode, scale, n_threads)
-
-
-def _pair(kernel, p, q, log_p: bool, log_q: bool, normalize: bool, **keywords):
-    """Run a two-argument row kernel with the shared keywords."""
-    return _rowwise.run(kernel, (p, q), ("p", "q"), log_flags=(log_p, log_q),
-                        mode=_mode(log_p, log_q, normalize), **keywords)
-
-
-_KL_KERNEL = _pair_kernel("MEASURE_KL")
-_CE_KERNEL = _pair_kernel("MEASURE_CROSS_ENTROPY")
-_SYMMETRIC_KL_KERNEL = _pair_kernel("MEASURE_SYMMETRIC_KL")
-_JS_KERNEL = _pair_kernel("MEASURE_JS")
+_KERNEL = _driver.KERNELS
 
 
 def entropy(
@@ -152,11 +125,8 @@ def entropy(
     >>> fastkl.entropy([[1.0, 0.0], [0.25, 0.75]])
     array([0.        , 0.56233514])
     """
-    return _rowwise.run(
-        _entropy_kernel, (p,), ("p",), log_flags=(log_p,), mode=_mode(log_p, False, normalize),
-        axis=axis, base=base, reduction=reduction, validate=validate, out=out, dtype=dtype,
-        n_threads=n_threads,
-    )
+    return _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def kl_divergence(
@@ -202,10 +172,8 @@ def kl_divergence(
     >>> fastkl.kl_divergence([[0.5, 0.5], [1.0, 0.0]], [0.5, 0.5], base=2)
     array([0., 1.])
     """
-    return _pair(
-        _KL_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
-        reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
-    )
+    return _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def cross_entropy(
@@ -245,10 +213,8 @@ def cross_entropy(
     >>> float(fastkl.cross_entropy([1.0, 0.0], [0.0, 1.0]))  # p > 0 where q = 0
     inf
     """
-    return _pair(
-        _CE_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
-        reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
-    )
+    return _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def symmetric_kl(
@@ -286,10 +252,8 @@ def symmetric_kl(
     >>> round(float(fastkl.symmetric_kl([0.5, 0.5], [0.25, 0.75])), 6)
     0.274653
     """
-    return _pair(
-        _SYMMETRIC_KL_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
-        reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
-    )
+    return _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def js_divergence(
@@ -335,24 +299,8 @@ def js_divergence(
     >>> round(float(fastkl.js_divergence([0.5, 0.5], [0.25, 0.75], distance=True)), 6)
     0.183908
     """
-    if not distance:
-        return _pair(
-            _JS_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
-            reduction=reduction, validate=validate, out=out, dtype=dtype, n_threads=n_threads,
-        )
-    # The root is per row: per-row divergences first, then the reduction.
-    reduction = _arrays.check_reduction(reduction)
-    per_row = _pair(
-        _JS_KERNEL, p, q, log_p, log_q, normalize, axis=axis, base=base,
-        reduction="none", validate=validate, out=out if reduction == "none" else None,
-        dtype=dtype, n_threads=n_threads,
-    )
-    if reduction == "none":
-        return np.sqrt(per_row, out=per_row) if isinstance(per_row, np.ndarray) else np.sqrt(per_row)
-    per_row = np.sqrt(np.asarray(per_row))
-    if out is not None:
-        _arrays.check_out(out, (), per_row.dtype)
-    return _rowwise.finish_rows(per_row, reduction, out)
+    return _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads, distance)
 
 
 for _f in (entropy, kl_divergence, cross_entropy, symmetric_kl, js_divergence):

@@ -1,77 +1,62 @@
 /*
  * Template body for the logit kernels (log-softmax family, softmax
  * cross-entropy, distillation KL, binary cross-entropy with logits): included
- * once per element type by fastkl_rows.h, with FKL_T and FKL_S(name).
+ * once per element type by fastkl_rows.h.  No include guard on purpose.
  *
  * Rows are read in two or three passes: the max, then the sum of exp (fused
  * with whatever else the loss needs), then, only when a gradient or softmax
  * is asked for, one write pass.  A row of a 50k vocabulary fits in L2, so
  * the later passes do not go back to memory.  Everything accumulates in
- * double; no softmax row is materialised unless it is the output.
+ * double (element-type lanes are flushed into double lanes every
+ * FKL_CHUNK elements); no softmax row is materialised unless it is the
+ * output.
  */
 
-/* The row max of x*scale (NaN ignored), and the shift used for a stable
- * log-sum-exp: that max, or 0 when it is not finite (an all -inf row, or a
- * row holding +inf), which gives scipy.special's results: logsumexp -inf /
- * +inf, softmax NaN. */
-FKL_INLINE double FKL_S(fkl_row_max)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
-{
-    if (scale == 1.0) {  /* in the element type: 8 float lanes, no conversion */
-        FKL_T mt = (FKL_T)-FKL_INF;
-        if (sx == 1) {
-            FKL_PRAGMA(omp simd reduction(max : mt))
-            for (ptrdiff_t i = 0; i < n; i++) mt = (z[i] > mt) ? z[i] : mt;
-        } else {
-            FKL_PRAGMA(omp simd reduction(max : mt))
-            for (ptrdiff_t i = 0; i < n; i++) mt = (z[i * sx] > mt) ? z[i * sx] : mt;
-        }
-        return (double)mt;
-    }
-    double m = -FKL_INF;
-    FKL_ROW_LOOP1(z, sx, n, reduction(max : m), { const double v = x * scale; m = (v > m) ? v : m; })
-    return m;
-}
-
+/* The shift used for a stable log-sum-exp: the row max, or 0 when it is not
+ * finite (an all -inf row, or a row holding +inf), which gives
+ * scipy.special's results: logsumexp -inf / +inf, softmax NaN. */
+#ifndef FKL_SHIFT
 #define FKL_SHIFT(mx) (((mx) > -FKL_INF && (mx) < FKL_INF) ? (mx) : 0.0)
+#endif
 
-FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale)
+FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t n, double scale)
 {
-    const double m = FKL_S(fkl_row_max)(z, sx, n, scale);
+    const double m = FKL_S(fkl_row_max)(z, n, scale);
     return FKL_SHIFT(m);
 }
 
 /* Adds sum exp(z[i] - mt) over nb elements to *cnt (the terms at the max,
  * exactly 1) and *rest (the others), with mt the finite max of the row, in
- * the element type with chunked sums (FKL_ELEM_LOOP1).  `ties` says whether
- * the block may hold the max: when it cannot, the loop skips the count.
- * With `next` not NULL (n_next elements), contiguous rows prefetch that
- * block a few lines per chunk, so its memory traffic overlaps this block's
- * arithmetic. */
-FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t nb, FKL_T mt, int ties,
+ * element-type lanes.  `ties` says whether the block may hold the max: when
+ * it cannot, the loop skips the count.  With `next` not NULL (n_next
+ * elements), the loop prefetches that block a few lines per chunk, so
+ * its memory traffic overlaps this block's arithmetic. */
+FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t nb, FKL_E mt, int ties,
                                          const FKL_T *next, ptrdiff_t n_next, double *cnt, double *rest)
 {
-    double c = 0.0, r = 0.0;
-    for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_SUM_CHUNK) {
-        const ptrdiff_t c1 = (nb - c0 < FKL_SUM_CHUNK) ? nb : c0 + FKL_SUM_CHUNK;
-        FKL_CNT_T cc = 0;
-        FKL_SUM_T cr = 0;
-        for (ptrdiff_t j = c0; j < c1 && j < n_next; j += 64 / (ptrdiff_t)sizeof(FKL_T))
-            FKL_PREFETCH(next + j);
+    FKL_LANE_DECL(FKL_E, cc, 0);
+    FKL_LANE_DECL(FKL_E, cr, 0);
+    FKL_LANE_DECL(double, dc, 0);
+    FKL_LANE_DECL(double, dr, 0);
+    for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_CHUNK) {
+        const ptrdiff_t c1 = (nb - c0 < FKL_CHUNK) ? nb : c0 + FKL_CHUNK;
+        for (ptrdiff_t k = c0; k < c1 && k < n_next; k += 64 / (ptrdiff_t)sizeof(FKL_T))
+            FKL_PREFETCH(next + k);
         if (ties) {
-            FKL_ELEM_LOOP1(z, sx, c0, c1, reduction(+ : cc, cr), {
-                const FKL_T d = x - mt;
-                const FKL_T e = FKL_EXP_SUM_T(d);
-                cc += (d == 0) ? 1 : 0;
-                cr += (d == 0) ? (FKL_SUM_T)0 : (FKL_SUM_T)e;
+            FKL_LANES1(i, j, c0, c1, x, z, FKL_LANE_FLUSH(dc, cc) FKL_LANE_FLUSH(dr, cr), {
+                const FKL_E d = x - mt;
+                const FKL_E e = FKL_EXP_SUM_T(d);
+                cc[j] += (d == 0) ? (FKL_E)1 : (FKL_E)0;
+                cr[j] += (d == 0) ? (FKL_E)0 : e;
             })
         } else {
-            FKL_ELEM_LOOP1(z, sx, c0, c1, reduction(+ : cr), cr += (FKL_SUM_T)FKL_EXP_SUM_T(x - mt);)
+            FKL_LANES1(i, j, c0, c1, x, z, FKL_LANE_FLUSH(dr, cr), {
+                cr[j] += FKL_EXP_SUM_T(x - mt);
+            })
         }
-        c += (double)cc;
-        r += (double)cr;
     }
-    *cnt += c;
-    *rest += r;
+    *cnt += fkl_lane_sum(dc);
+    *rest += fkl_lane_sum(dr);
 }
 
 /* log sum exp(x*scale - m).  The terms at the max are exactly 1: they are
@@ -80,16 +65,16 @@ FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t
  * prediction, a tiny loss -- keeps full relative accuracy.
  * When m is the row's finite max and scale is 1 (`fast`), the differences
  * are formed in the element type and summed by fkl_exp_sum_block. */
-FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double scale,
+FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t n, double scale,
                                                     double m, int fast)
 {
     double cnt = 0.0, rest = 0.0;
     if (fast && scale == 1.0) {
-        /* (FKL_T)m is exact: m is one of the row's values */
-        FKL_S(fkl_exp_sum_block)(z, sx, n, (FKL_T)m, 1, NULL, 0, &cnt, &rest);
+        /* (FKL_E)m is exact: m is one of the row's values */
+        FKL_S(fkl_exp_sum_block)(z, n, (FKL_E)m, 1, NULL, 0, &cnt, &rest);
         return fkl_log_count_plus(cnt, rest);
     }
-    FKL_ROW_LOOP1(z, sx, n, reduction(+ : cnt, rest), {
+    FKL_FOR1(i, n, x, z, reduction(+ : cnt, rest), {
         const double d = x * scale - m;
         const double e = FKL_EXPT(d);
         cnt += (d == 0.0) ? 1.0 : 0.0;
@@ -105,14 +90,14 @@ FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t sx,
  * far.  Returns log(sum exp(x - m)) and the row max in *m_out; when that max
  * is not finite the caller must use the two-pass path (the sums are then
  * meaningless). */
-FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, double *m_out)
+FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t n, double *m_out)
 {
     const ptrdiff_t B = 8192 / (ptrdiff_t)sizeof(FKL_T);   /* a quarter of L1 */
     double m = -FKL_INF, cnt = 0.0, rest = 0.0;
     for (ptrdiff_t b0 = 0; b0 < n; b0 += B) {
         const ptrdiff_t nb = (n - b0 < B) ? n - b0 : B;
-        const FKL_T *zb = z + b0 * sx;
-        const double mb = FKL_S(fkl_row_max)(zb, sx, nb, 1.0);
+        const FKL_T *zb = z + b0;
+        const double mb = FKL_S(fkl_row_max)(zb, nb, 1.0);
         if (mb > m) {
             if (m > -FKL_INF) {
                 rest = (cnt + rest) * fkl_exp(m - mb);
@@ -123,75 +108,69 @@ FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t sx, ptrdi
         if (!(m > -FKL_INF && m < FKL_INF))
             continue;
         /* Only a block whose max is the running max holds terms equal to 1;
-         * contiguous rows prefetch the next block of this row. */
-        const int prefetch = sx == 1 && b0 + B < n;
-        FKL_S(fkl_exp_sum_block)(zb, sx, nb, (FKL_T)m, mb == m, prefetch ? zb + B : NULL,
+         * the next block of this row is prefetched. */
+        const int prefetch = b0 + B < n;
+        FKL_S(fkl_exp_sum_block)(zb, nb, (FKL_E)m, mb == m, prefetch ? zb + B : NULL,
                                  prefetch ? n - b0 - B : 0, &cnt, &rest);
     }
     *m_out = m;
     return fkl_log_count_plus(cnt, rest);
 }
 
-static inline double FKL_S(fkl_logsumexp_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n)
+static inline double FKL_S(fkl_logsumexp_row)(const FKL_T *x, ptrdiff_t n)
 {
     double mx;
-    const double ls = FKL_S(fkl_row_lse_onepass)(x, sx, n, &mx);
+    const double ls = FKL_S(fkl_row_lse_onepass)(x, n, &mx);
     if (mx > -FKL_INF && mx < FKL_INF)
         return mx + ls;
     const double m = FKL_SHIFT(mx);   /* all -inf or holding +inf: the two-pass path */
-    return m + FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m, 0);
+    return m + FKL_S(fkl_row_logsumexp_shifted)(x, n, 1.0, m, 0);
 }
 
 /* out = log_softmax(x), computed as (x - m) - log(sum exp(x - m)) like scipy. */
-static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n,
-                                              FKL_T *out, ptrdiff_t so)
+static inline void FKL_S(fkl_log_softmax_row)(const FKL_T *x, ptrdiff_t n,
+                                              FKL_O *out)
 {
-    const double mx = FKL_S(fkl_row_max)(x, sx, n, 1.0), m = FKL_SHIFT(mx);
-    const double ls = FKL_S(fkl_row_logsumexp_shifted)(x, sx, n, 1.0, m, m == mx);
-    FKL_PRAGMA(omp simd)
+    const double mx = FKL_S(fkl_row_max)(x, n, 1.0), m = FKL_SHIFT(mx);
+    const double ls = FKL_S(fkl_row_logsumexp_shifted)(x, n, 1.0, m, m == mx);
+    FKL_SIMD()
     for (ptrdiff_t i = 0; i < n; i++)
-        out[i * so] = (FKL_T)(((double)x[i * sx] - m) - ls);
+        out[i] = (FKL_O)(((double)FKL_LD(x[i]) - m) - ls);
 }
 
 /* out = softmax(x): exp(x - m) stored in the sum pass, then scaled. */
-static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_t n,
-                                          FKL_T *out, ptrdiff_t so)
+static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t n,
+                                          FKL_O *out)
 {
-    const double mx = FKL_S(fkl_row_max)(x, sx, n, 1.0), m = FKL_SHIFT(mx);
-    double s = 0.0;
-    if (sx == 1 && so == 1 && m == mx) {
-        /* Contiguous rows with a finite max: in the element type (8 float
-         * lanes on AVX2; exp exact down to subnormal results), the sum in
-         * chunks as in fkl_exp_sum_block; out may be x. */
-        const FKL_T mt = (FKL_T)m;
-        for (ptrdiff_t c0 = 0; c0 < n; c0 += FKL_SUM_CHUNK) {
-            const ptrdiff_t c1 = (n - c0 < FKL_SUM_CHUNK) ? n : c0 + FKL_SUM_CHUNK;
-            FKL_SUM_T cs = 0;
-            FKL_PRAGMA(omp simd reduction(+ : cs))
-            for (ptrdiff_t i = c0; i < c1; i++) {
-                const FKL_T e = FKL_EXP_NONPOS_T(x[i] - mt);
-                out[i] = e;
-                cs += e;
-            }
-            s += (double)cs;
-        }
-        const FKL_T inv = (FKL_T)(1.0 / s);   /* s >= 1: the max's term */
-        FKL_PRAGMA(omp simd)
+    const double mx = FKL_S(fkl_row_max)(x, n, 1.0), m = FKL_SHIFT(mx);
+    if (m == mx) {
+        /* A finite max: in the element type (8 float lanes on AVX2; exp
+         * exact down to subnormal results), summed in lanes; out may be x. */
+        const FKL_E mt = (FKL_E)m;
+        FKL_LANE_DECL(FKL_E, cs, 0);
+        FKL_LANE_DECL(double, ds, 0);
+        FKL_LANES1(i, j, 0, n, v, x, FKL_LANE_FLUSH(ds, cs), {
+            const FKL_E e = FKL_EXP_NONPOS_T(v - mt);
+            out[i] = (FKL_O)e;
+            cs[j] += e;
+        })
+        const FKL_O inv = (FKL_O)(1.0 / fkl_lane_sum(ds));   /* the sum is >= 1: the max's term */
+        FKL_SIMD()
         for (ptrdiff_t i = 0; i < n; i++)
             out[i] *= inv;
         return;
     }
-    FKL_PRAGMA(omp simd reduction(+ : s))
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const double e = FKL_EXPT((double)x[i * sx] - m);
-        out[i * so] = (FKL_T)e;
+    double s = 0.0;
+    FKL_FOR1(i, n, v, x, reduction(+ : s), {
+        const double e = FKL_EXPT(v - m);
+        out[i] = (FKL_O)e;
         s += e;
-    }
+    })
     /* A row holding +inf (s = inf) or NaN is NaN throughout, as in scipy. */
     const double inv = (s < FKL_INF) ? 1.0 / s : FKL_NAN;
-    FKL_PRAGMA(omp simd)
+    FKL_SIMD()
     for (ptrdiff_t i = 0; i < n; i++)
-        out[i * so] = (FKL_T)((double)out[i * so] * inv);
+        out[i] = (FKL_O)((double)out[i] * inv);
 }
 
 /*
@@ -200,40 +179,42 @@ static inline void FKL_S(fkl_softmax_row)(const FKL_T *x, ptrdiff_t sx, ptrdiff_
  *   loss = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
  * `w` may be NULL (all weights 1, then wsum = C).  When `grad` is not NULL,
  * grad_c = gscale * (softmax_c * A - (eps/C) w_c - [c=y] (1-eps) w_y) with
- * A = (1-eps) w_y + (eps/C) wsum; `grad` may alias `x` (in-place gradient).
+ * A = (1-eps) w_y + (eps/C) wsum; `grad` may alias `z` (in-place gradient,
+ * same element type).
  */
-static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdiff_t n, ptrdiff_t y,
+static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t n, ptrdiff_t y,
                                              const double *w, double wsum, double eps,
-                                             FKL_T *grad, ptrdiff_t sg, double gscale)
+                                             FKL_O *grad, double gscale)
 {
     /* eps = 0 (the common case): one pass over memory for max and sum. */
     double mx, ls = 0.0;
     if (eps == 0.0)
-        ls = FKL_S(fkl_row_lse_onepass)(z, sx, n, &mx);
+        ls = FKL_S(fkl_row_lse_onepass)(z, n, &mx);
     else
-        mx = FKL_S(fkl_row_max)(z, sx, n, 1.0);
+        mx = FKL_S(fkl_row_max)(z, n, 1.0);
     const double m = FKL_SHIFT(mx);
-    const double xy = (double)z[y * sx];
+    const double xy = (double)FKL_LD(z[y]);
     const double wy = w ? w[y] : 1.0;
     const double ec = eps / (double)n;
     double cnt = 0.0, rest = 0.0, swx = 0.0;
     if (eps == 0.0) {
         if (m != mx)
-            ls = FKL_S(fkl_row_logsumexp_shifted)(z, sx, n, 1.0, m, 0);
+            ls = FKL_S(fkl_row_logsumexp_shifted)(z, n, 1.0, m, 0);
     } else {
-        /* one loop per weighting (see fkl_ce_prob_row) */
-#define FKL_CE_SMOOTH_SUMS(WI)                                                          \
-        FKL_ROW_LOOP1(z, sx, n, reduction(+ : cnt, rest, swx), {                        \
-            const double d = x - m;                                                     \
+        /* swx = sum w_c (m - x_c); one loop per weighting, since a load of w
+         * under a condition keeps gcc from vectorising the loop */
+#define FKL_CE_SMOOTH_SUMS(I, N, XV, Z, M, WI, CNT, REST, SWX)                      \
+        FKL_FOR1(I, N, XV, Z, reduction(+ : CNT, REST, SWX), {                      \
+            const double d = XV - (M);                                                  \
             const double e = FKL_EXPT(d);                                               \
-            cnt += (d == 0.0) ? 1.0 : 0.0;                                              \
-            rest += (d == 0.0) ? 0.0 : e;                                               \
-            swx -= (WI) * d;   /* sum w_c (m - x_c) */                                  \
+            CNT += (d == 0.0) ? 1.0 : 0.0;                                              \
+            REST += (d == 0.0) ? 0.0 : e;                                               \
+            SWX -= (WI) * d;                                                            \
         })
         if (w) {
-            FKL_CE_SMOOTH_SUMS(w[i_])
+            FKL_CE_SMOOTH_SUMS(i, n, x, z, m, w[i], cnt, rest, swx)
         } else {
-            FKL_CE_SMOOTH_SUMS(1.0)
+            FKL_CE_SMOOTH_SUMS(i, n, x, z, m, 1.0, cnt, rest, swx)
         }
 #undef FKL_CE_SMOOTH_SUMS
         ls = fkl_log_count_plus(cnt, rest);
@@ -243,29 +224,29 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
     const double lse = m + ls;
     double loss = (1.0 - eps) * wy * ((m - xy) + ls);
     if (eps != 0.0)
-        loss += ec * (ls * wsum + swx);   /* swx = sum w_c (m - x_c) */
+        loss += ec * (ls * wsum + swx);
     if (grad) {
         const double a = gscale * ((1.0 - eps) * wy + ec * wsum);
         const double gec = gscale * ec;
-        if ((!w || gec == 0.0) && sx == 1 && sg == 1 && m == mx) {
-            /* Contiguous rows with a finite max and no per-class term (no
-             * weights, or no smoothing): softmax_c = exp(x_c - m) / s in the
+        if ((!w || gec == 0.0) && m == mx) {
+            /* A finite max and no per-class term (no weights, or no
+             * smoothing): softmax_c = exp(x_c - m) / s in the
              * element type, exp(x_c - m) as in the sum (the terms below
              * 2^-126 of the max are 0). */
-            const FKL_T mt = (FKL_T)m, c = (FKL_T)(a * fkl_exp(-ls)), g0 = (FKL_T)gec;
-            FKL_PRAGMA(omp simd)
+            const FKL_E mt = (FKL_E)m, c = (FKL_E)(a * fkl_exp(-ls)), g0 = (FKL_E)gec;
+            FKL_SIMD()
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i] = FKL_EXP_SUM_T(z[i] - mt) * c - g0;
+                grad[i] = (FKL_O)(FKL_EXP_SUM_T(FKL_LD(z[i]) - mt) * c - g0);
         } else if (w) {
-            FKL_PRAGMA(omp simd)
+            FKL_SIMD()
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i * sg] = (FKL_T)(FKL_EXPT((double)z[i * sx] - lse) * a - gec * w[i]);
+                grad[i] = (FKL_O)(FKL_EXPT((double)FKL_LD(z[i]) - lse) * a - gec * w[i]);
         } else {
-            FKL_PRAGMA(omp simd)
+            FKL_SIMD()
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i * sg] = (FKL_T)(FKL_EXPT((double)z[i * sx] - lse) * a - gec);
+                grad[i] = (FKL_O)(FKL_EXPT((double)FKL_LD(z[i]) - lse) * a - gec);
         }
-        grad[y * sg] = (FKL_T)((double)grad[y * sg] - gscale * (1.0 - eps) * wy);
+        grad[y] = (FKL_O)((double)grad[y] - gscale * (1.0 - eps) * wy);
     }
     return loss;
 }
@@ -276,52 +257,45 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t sx, ptrdi
  *   grad_c = gscale * (softmax_c * sum(a) - a_c).
  * A class with a_c = 0 contributes 0 even where x_c = -inf.
  */
-static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *z, ptrdiff_t sx, const FKL_T *t, ptrdiff_t st,
+static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *z, const FKL_T *t,
                                             ptrdiff_t n, const double *w, double eps,
-                                            FKL_T *grad, ptrdiff_t sg, double gscale)
+                                            FKL_O *grad, double gscale)
 {
-    const double m = FKL_S(fkl_row_shift)(z, sx, n, 1.0);
+    const double m = FKL_S(fkl_row_shift)(z, n, 1.0);
     const double ec = eps / (double)n;
     double cnt = 0.0, rest = 0.0, sa = 0.0, sam = 0.0;
-    /* Logits z and targets t are read as doubles (x, y); contiguous rows get
-     * vector loads.  One loop per weighting: a load of w under a condition
-     * inside the loop keeps gcc from vectorising it (10x slower). */
-#define FKL_CE_PROB_SUMS(WI)                                                            \
-    FKL_ROW_LOOP2(z, sx, t, st, n, reduction(+ : cnt, rest, sa, sam), {                 \
-        const double d = x - m;                                                         \
-        const double a = (WI) * ((1.0 - eps) * y + ec);                                 \
+    /* One loop per weighting: a load of w under a condition inside the loop
+     * keeps gcc from vectorising it (10x slower).  sam = sum a_c (m - x_c),
+     * shift-invariant. */
+#define FKL_CE_PROB_SUMS(I, N, XV, Z, YV, T, M, EPS, EC, WI, CNT, REST, SA, SAM) \
+    FKL_FOR2(I, N, XV, Z, YV, T, reduction(+ : CNT, REST, SA, SAM), {          \
+        const double d = XV - (M);                                                      \
+        const double a = (WI) * ((1.0 - (EPS)) * YV + (EC));                            \
         const double e = FKL_EXPT(d);                                                   \
-        cnt += (d == 0.0) ? 1.0 : 0.0;                                                  \
-        rest += (d == 0.0) ? 0.0 : e;                                                   \
-        sa += a;                                                                        \
-        sam -= (a == 0.0) ? 0.0 : a * d;   /* sum a_c (m - x_c), shift-invariant */     \
+        CNT += (d == 0.0) ? 1.0 : 0.0;                                                  \
+        REST += (d == 0.0) ? 0.0 : e;                                                   \
+        SA += a;                                                                        \
+        SAM -= (a == 0.0) ? 0.0 : a * d;                                                \
     })
     if (w) {
-        FKL_CE_PROB_SUMS(w[i_])
+        FKL_CE_PROB_SUMS(i, n, x, z, y, t, m, eps, ec, w[i], cnt, rest, sa, sam)
     } else {
-        FKL_CE_PROB_SUMS(1.0)
+        FKL_CE_PROB_SUMS(i, n, x, z, y, t, m, eps, ec, 1.0, cnt, rest, sa, sam)
     }
 #undef FKL_CE_PROB_SUMS
     const double ls = fkl_log_count_plus(cnt, rest), lse = m + ls;
     if (grad) {
         const double ga = gscale * sa;
-#define FKL_CE_PROB_GRAD(XI, TI, GI, WI)                                                \
-        {                                                                               \
-            const double a = (WI) * ((1.0 - eps) * (double)(TI) + ec);                  \
-            GI = (FKL_T)(FKL_EXPT((double)(XI) - lse) * ga - gscale * a);               \
-        }
-        if (sx == 1 && st == 1 && sg == 1) {
-            if (w) {
-                FKL_PRAGMA(omp simd)
-                for (ptrdiff_t i = 0; i < n; i++) FKL_CE_PROB_GRAD(z[i], t[i], grad[i], w[i])
-            } else {
-                FKL_PRAGMA(omp simd)
-                for (ptrdiff_t i = 0; i < n; i++) FKL_CE_PROB_GRAD(z[i], t[i], grad[i], 1.0)
-            }
+        /* grad_c from the logit XI, target TI and weight WI of class c */
+#define FKL_CE_PROB_GRAD(XI, TI, WI, LSE, GA, GSCALE, EPS, EC)                          \
+        (FKL_O)(FKL_EXPT((double)FKL_LD(XI) - (LSE)) * (GA)                             \
+                - (GSCALE) * ((WI) * ((1.0 - (EPS)) * (double)FKL_LD(TI) + (EC))))
+        if (w) {
+            FKL_SIMD()
+            for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_CE_PROB_GRAD(z[i], t[i], w[i], lse, ga, gscale, eps, ec);
         } else {
-            FKL_PRAGMA(omp simd)
-            for (ptrdiff_t i = 0; i < n; i++)
-                FKL_CE_PROB_GRAD(z[i * sx], t[i * st], grad[i * sg], w ? w[i] : 1.0)
+            FKL_SIMD()
+            for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_CE_PROB_GRAD(z[i], t[i], 1.0, lse, ga, gscale, eps, ec);
         }
 #undef FKL_CE_PROB_GRAD
     }
@@ -334,14 +308,14 @@ static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *z, ptrdiff_t sx, const 
  *   KL = D/Sa - log Sa + log Sb,  D = sum exp(a' - ma) ((a' - ma) - (b' - mb)),
  * and, when grad is not NULL, d KL / d b_c = gscale * (q_c - p_c) / T.
  */
-static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, const FKL_T *b, ptrdiff_t sb,
+static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, const FKL_T *b,
                                               ptrdiff_t n, double inv_t,
-                                              FKL_T *grad, ptrdiff_t sg, double gscale)
+                                              FKL_O *grad, double gscale)
 {
-    const double ma = FKL_S(fkl_row_shift)(a, sa, n, inv_t);
-    const double mb = FKL_S(fkl_row_shift)(b, sb, n, inv_t);
+    const double ma = FKL_S(fkl_row_shift)(a, n, inv_t);
+    const double mb = FKL_S(fkl_row_shift)(b, n, inv_t);
     double Sa = 0.0, Sb = 0.0, D = 0.0;
-    FKL_ROW_LOOP2(a, sa, b, sb, n, reduction(+ : Sa, Sb, D), {
+    FKL_FOR2(i, n, x, a, y, b, reduction(+ : Sa, Sb, D), {
         const double u = x * inv_t - ma, v = y * inv_t - mb;   /* shifted: no cancellation of large logits */
         const double ea = fkl_exp(u);
         Sa += ea;
@@ -350,22 +324,14 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, cons
     })
     const double la = fkl_log(Sa), lb = fkl_log(Sb);
     if (grad) {
-        /* The gradient is rounded to the element type: its exps are taken
+        /* The gradient is rounded to the output type: its exps are taken
          * at that precision (FKL_EXPT), as the softmax cross-entropy's. */
         const double g = gscale * inv_t, lse_a = ma + la, lse_b = mb + lb;
-#define FKL_KL_LOGITS_GRAD(AI, BI, GI)                                                  \
-        {                                                                               \
-            const double pa = FKL_EXPT((double)(AI) * inv_t - lse_a);                   \
-            const double qb = FKL_EXPT((double)(BI) * inv_t - lse_b);                   \
-            GI = (FKL_T)(g * (qb - pa));                                                \
-        }
-        if (sa == 1 && sb == 1 && sg == 1) {
-            FKL_PRAGMA(omp simd)
-            for (ptrdiff_t i = 0; i < n; i++) FKL_KL_LOGITS_GRAD(a[i], b[i], grad[i])
-        } else {
-            FKL_PRAGMA(omp simd)
-            for (ptrdiff_t i = 0; i < n; i++) FKL_KL_LOGITS_GRAD(a[i * sa], b[i * sb], grad[i * sg])
-        }
+#define FKL_KL_LOGITS_GRAD(AI, BI, G, INV_T, LSE_A, LSE_B)                               \
+        (FKL_O)((G) * (FKL_EXPT((double)FKL_LD(BI) * (INV_T) - (LSE_B))                 \
+                       - FKL_EXPT((double)FKL_LD(AI) * (INV_T) - (LSE_A))))
+        FKL_SIMD()
+        for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_KL_LOGITS_GRAD(a[i], b[i], g, inv_t, lse_a, lse_b);
 #undef FKL_KL_LOGITS_GRAD
     }
     return D / Sa - la + lb;
@@ -373,54 +339,53 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, ptrdiff_t sa, cons
 
 /*
  * Binary cross-entropy with logits over one row of elements, PyTorch's stable
- * form with weight w and pos_weight r (pass a one-element stride-0 row of 1
- * when absent):
+ * form with weight w and pos_weight r:
  *   l = w [(1-y) x + (1 + (r-1) y) (log1p(exp(-|x|)) + max(-x, 0))]
  *   dl/dx = w [(1-y) - (1 + (r-1) y) sigmoid(-x)]
- * Writes elementwise losses to `out` and gradients to `grad` when not NULL,
- * and returns the row's sum.
+ * w and r are rows, or with `scalar_wr` single values (w[0], r[0]: no
+ * weights, or scalar ones -- the common case, spelled out).  Writes
+ * elementwise losses to `out` and gradients to `grad` when not NULL, and
+ * returns the row's sum.
  */
-static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, ptrdiff_t sx, const FKL_T *y, ptrdiff_t sy,
-                                               const FKL_T *w, ptrdiff_t sw, const FKL_T *r, ptrdiff_t sr,
-                                               ptrdiff_t n, FKL_T *out, ptrdiff_t so,
-                                               FKL_T *grad, ptrdiff_t sg, double gscale)
+static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, const FKL_T *y, const FKL_T *w, const FKL_T *r,
+                                               int scalar_wr, ptrdiff_t n, FKL_O *out, FKL_O *grad,
+                                               double gscale)
 {
     double acc = 0.0;
     /* One loop per (out, grad) combination, since a store under a condition
-     * inside the loop keeps gcc from vectorising it (~10x slower); and the
-     * common layout -- contiguous x, y, out, grad with a scalar (broadcast)
-     * weight and pos_weight -- spelled out for contiguous vector loads. */
-#define FKL_BCE_LOGITS_LOOP(OUT, GRAD, XI, YI, WV, RV, OI, GI)                          \
-    FKL_PRAGMA(omp simd reduction(+ : acc))                                             \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                 \
-        const double xv = (double)(XI), yv = (double)(YI);                              \
+     * inside the loop keeps gcc from vectorising it (~10x slower).
+     * I is the loop index over N elements; OI, GI the outputs at I; WV, RV
+     * the weights at I; ACC receives the sum, GSCALE scales the gradient. */
+#define FKL_BCE_LOGITS_LOOP(I, N, ACC, GSCALE, WITH_OUT, WITH_GRAD, WV, RV, OI, GI)     \
+    FKL_SIMD(reduction(+ : ACC))                                                        \
+    for (ptrdiff_t I = 0; I < (N); I++) {                                               \
+        const double xv = (double)FKL_LD(x[I]), yv = (double)FKL_LD(y[I]);              \
         const double wv = (WV), lw = 1.0 + ((RV) - 1.0) * yv;                           \
         const double e = fkl_exp(-fabs(xv));             /* in (0, 1] */                \
         const double l = wv * ((1.0 - yv) * xv + lw * (fkl_log1p(e) + (xv < 0.0 ? -xv : 0.0))); \
-        acc += l;                                                                       \
-        if (OUT) OI = (FKL_T)l;                                                         \
-        if (GRAD) {                                                                     \
+        ACC += l;                                                                       \
+        if (WITH_OUT) OI = (FKL_O)l;                                                    \
+        if (WITH_GRAD) {                                                                \
             const double u = 1.0 + e;                                                   \
             const double sig_neg = (xv >= 0.0) ? e / u : 1.0 / u;  /* sigmoid(-x) */    \
-            GI = (FKL_T)(gscale * wv * ((1.0 - yv) - lw * sig_neg));                    \
+            GI = (FKL_O)((GSCALE) * wv * ((1.0 - yv) - lw * sig_neg));                  \
         }                                                                               \
     }
-#define FKL_BCE_LOGITS_LOOPS(...)                                                       \
+#define FKL_BCE_LOGITS_LOOPS(I, N, ACC, GSCALE, WV, RV)                                 \
     if (out && grad) {                                                                  \
-        FKL_BCE_LOGITS_LOOP(1, 1, __VA_ARGS__)                                          \
+        FKL_BCE_LOGITS_LOOP(I, N, ACC, GSCALE, 1, 1, WV, RV, out[I], grad[I])           \
     } else if (out) {                                                                   \
-        FKL_BCE_LOGITS_LOOP(1, 0, __VA_ARGS__)                                          \
+        FKL_BCE_LOGITS_LOOP(I, N, ACC, GSCALE, 1, 0, WV, RV, out[I], grad[I])           \
     } else if (grad) {                                                                  \
-        FKL_BCE_LOGITS_LOOP(0, 1, __VA_ARGS__)                                          \
+        FKL_BCE_LOGITS_LOOP(I, N, ACC, GSCALE, 0, 1, WV, RV, out[I], grad[I])           \
     } else {                                                                            \
-        FKL_BCE_LOGITS_LOOP(0, 0, __VA_ARGS__)                                          \
+        FKL_BCE_LOGITS_LOOP(I, N, ACC, GSCALE, 0, 0, WV, RV, out[I], grad[I])           \
     }
-    if (sx == 1 && sy == 1 && sw == 0 && sr == 0 && (!out || so == 1) && (!grad || sg == 1)) {
-        const double w0 = (double)w[0], r0 = (double)r[0];
-        FKL_BCE_LOGITS_LOOPS(x[i], y[i], w0, r0, out[i], grad[i])
+    if (scalar_wr) {
+        const double w0 = (double)FKL_LD(w[0]), r0 = (double)FKL_LD(r[0]);
+        FKL_BCE_LOGITS_LOOPS(i, n, acc, gscale, w0, r0)
     } else {
-        FKL_BCE_LOGITS_LOOPS(x[i * sx], y[i * sy], (double)w[i * sw], (double)r[i * sr],
-                             out[i * so], grad[i * sg])
+        FKL_BCE_LOGITS_LOOPS(i, n, acc, gscale, (double)FKL_LD(w[i]), (double)FKL_LD(r[i]))
     }
 #undef FKL_BCE_LOGITS_LOOPS
 #undef FKL_BCE_LOGITS_LOOP
@@ -431,38 +396,38 @@ static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, ptrdiff_t sx, con
  * Binary cross-entropy on probabilities, PyTorch's form (each log clamped at
  * -100 so p in {0, 1} stays finite):
  *   l = -w [y max(log p, -100) + (1-y) max(log(1-p), -100)].
- * Counts into *bad the entries with p outside [0, 1] or NaN.
+ * w is a row, or with `scalar_w` one value.  Counts into *bad the entries
+ * with p outside [0, 1] or NaN.
  */
-static inline double FKL_S(fkl_bce_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *y, ptrdiff_t sy,
-                                        const FKL_T *w, ptrdiff_t sw, ptrdiff_t n,
-                                        FKL_T *out, ptrdiff_t so, double *bad)
+static inline double FKL_S(fkl_bce_row)(const FKL_T *p, const FKL_T *y, const FKL_T *w, int scalar_w,
+                                        ptrdiff_t n, FKL_O *out, double *bad)
 {
     double acc = 0.0, b = 0.0;
     /* as in fkl_bce_logits_row: one loop with the store, one without, and
-     * contiguous p, y, out with a scalar weight spelled out */
-#define FKL_BCE_LOOP(OUT, PI, YI, WV, OI)                                               \
-    FKL_PRAGMA(omp simd reduction(+ : acc, b))                                          \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                 \
-        const double pv = (double)(PI), yv = (double)(YI), wv = (WV);                   \
+     * a scalar weight spelled out */
+#define FKL_BCE_LOOP(I, N, ACC, BAD, WITH_OUT, WV)                                      \
+    FKL_SIMD(reduction(+ : ACC, BAD))                                                   \
+    for (ptrdiff_t I = 0; I < (N); I++) {                                               \
+        const double pv = (double)FKL_LD(p[I]), yv = (double)FKL_LD(y[I]), wv = (WV);   \
         double lp = fkl_log(pv), lq = fkl_log(1.0 - pv);                                \
         lp = (lp < -100.0) ? -100.0 : lp;                                               \
         lq = (lq < -100.0) ? -100.0 : lq;                                               \
         const double l = -wv * (yv * lp + (1.0 - yv) * lq);                             \
-        acc += l;                                                                       \
-        b += ((pv >= 0.0) & (pv <= 1.0)) ? 0.0 : 1.0;                                   \
-        if (OUT) OI = (FKL_T)l;                                                         \
+        ACC += l;                                                                       \
+        BAD += ((pv >= 0.0) & (pv <= 1.0)) ? 0.0 : 1.0;                                 \
+        if (WITH_OUT) out[I] = (FKL_O)l;                                                \
     }
-    if (sp == 1 && sy == 1 && sw == 0 && (!out || so == 1)) {
-        const double w0 = (double)w[0];
+    if (scalar_w) {
+        const double w0 = (double)FKL_LD(w[0]);
         if (out) {
-            FKL_BCE_LOOP(1, p[i], y[i], w0, out[i])
+            FKL_BCE_LOOP(i, n, acc, b, 1, w0)
         } else {
-            FKL_BCE_LOOP(0, p[i], y[i], w0, out[i])
+            FKL_BCE_LOOP(i, n, acc, b, 0, w0)
         }
     } else if (out) {
-        FKL_BCE_LOOP(1, p[i * sp], y[i * sy], (double)w[i * sw], out[i * so])
+        FKL_BCE_LOOP(i, n, acc, b, 1, (double)FKL_LD(w[i]))
     } else {
-        FKL_BCE_LOOP(0, p[i * sp], y[i * sy], (double)w[i * sw], out[i * so])
+        FKL_BCE_LOOP(i, n, acc, b, 0, (double)FKL_LD(w[i]))
     }
 #undef FKL_BCE_LOOP
     *bad = b;

@@ -154,17 +154,10 @@ FKL_INLINE double fkl_log_ratio(double p, double q)
  * no overflow path).  Both keep exp(-inf) = 0, subnormals and NaN exact. */
 #define FKL_EXP_SHIFT 0x1.8p52  /* adding it rounds to an integer held in the low bits */
 
-/* exp(r) for x = k ln2 + r, |r| <= ln2/2, and *t = x/ln2 + FKL_EXP_SHIFT,
- * whose low bits hold k: the part every double exp shares. */
-FKL_INLINE double fkl_exp_reduced(double xc, double *t)
+/* P(r) with exp(r) = 1 + r + r^2 P(r): the Taylor polynomial to degree 13
+ * (truncation < 2^-60 relative for |r| <= ln2/2). */
+FKL_INLINE double fkl_exp_taylor(double r)
 {
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double inv_ln2 = 1.44269504088896338700e+00;
-    *t = xc * inv_ln2 + FKL_EXP_SHIFT;
-    const double kd = *t - FKL_EXP_SHIFT;
-    const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
-    /* exp(r) = 1 + (r + r^2 P(r)): the 1 is added last so that the sum
-     * rounds once, which keeps builds without FMA within 1 ulp. */
     double P = 1.0 / 6227020800.0;               /* 1/13! */
     P = P * r + 1.0 / 479001600.0;
     P = P * r + 1.0 / 39916800.0;
@@ -177,7 +170,21 @@ FKL_INLINE double fkl_exp_reduced(double xc, double *t)
     P = P * r + 1.0 / 24.0;
     P = P * r + 1.0 / 6.0;
     P = P * r + 0.5;
-    return 1.0 + (r + (r * r) * P);
+    return P;
+}
+
+/* exp(r) for x = k ln2 + r, |r| <= ln2/2, and *t = x/ln2 + FKL_EXP_SHIFT,
+ * whose low bits hold k: the part every double exp shares. */
+FKL_INLINE double fkl_exp_reduced(double xc, double *t)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double inv_ln2 = 1.44269504088896338700e+00;
+    *t = xc * inv_ln2 + FKL_EXP_SHIFT;
+    const double kd = *t - FKL_EXP_SHIFT;
+    const double r = (xc - kd * ln2_hi) - kd * ln2_lo;
+    /* exp(r) = 1 + (r + r^2 P(r)): the 1 is added last so that the sum
+     * rounds once, which keeps builds without FMA within 1 ulp. */
+    return 1.0 + (r + (r * r) * fkl_exp_taylor(r));
 }
 
 /* 2^k for the k held in t's low bits (fkl_exp_reduced), k >= -1023; k = -1023 gives +0.0. */
@@ -323,6 +330,122 @@ FKL_INLINE float fkl_expf_nonpos(float x)
 {
     const float y = fkl_expf_core((x < -104.0f) ? -104.0f : x);
     return (x < -104.0f) ? 0.0f : y;
+}
+
+/* ---- float log(p/q) for positive normal p, q with one division: the float
+ * counterpart of fkl_log_ratio_core (fdlibm's float polynomial for
+ * 2 atanh(s), |s| <= 0.1716). */
+FKL_INLINE float fkl_log_ratiof_normal(float p, float q)
+{
+    const float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
+    const float Lg1 = 0xaaaaaa.0p-24f, Lg2 = 0xccce13.0p-25f,
+                Lg3 = 0x91e9ee.0p-25f, Lg4 = 0xf89e26.0p-26f;
+    const uint32_t ip = fkl_bitsf(p), iq = fkl_bitsf(q);
+    const float ep = fkl_from_bitsf((ip >> 23) | 0x4b000000u) - 0x1p23f;
+    const float eq = fkl_from_bitsf((iq >> 23) | 0x4b000000u) - 0x1p23f;
+    const float mp = fkl_from_bitsf((ip & 0x007fffffu) | 0x3f800000u);
+    const float mq0 = fkl_from_bitsf((iq & 0x007fffffu) | 0x3f800000u);
+    const int up = mp >= 1.41421356f * mq0, down = mp * 1.41421356f < mq0;
+    const float mq = up ? 2.0f * mq0 : (down ? 0.5f * mq0 : mq0);
+    const float dk = (ep - eq) + (up ? 1.0f : 0.0f) - (down ? 1.0f : 0.0f);
+    const float s = (mp - mq) / (mp + mq);
+    const float z = s * s, w = z * z;
+    const float R = w * (Lg2 + w * Lg4) + z * (Lg1 + w * Lg3);
+    return dk * ln2_hi + ((dk * ln2_lo + s * R) + 2.0f * s);
+}
+
+/* ---- The generalised-KL term of float probabilities, evaluated in float:
+ *
+ *   g(p, q) = p log(p/q) - (p - q) = q phi((p - q)/q) >= 0,
+ *   phi(x) = (1 + x) log1p(x) - x,
+ *
+ * so that KL(p||q) = sum g + (sum p - sum q), a sum of non-negative terms
+ * that a float evaluation cannot ruin by cancellation.  With
+ * s = (p - q)/(p + q), log(p/q) = 2 atanh(s) = 2s (1 + s^2 B(s^2)),
+ * B(z) = 1/3 + z/5 + z^2/7 + ..., and since 2ps - (p - q) = s (p - q),
+ *
+ *   g = s d + 2 p s^3 B(s^2),   d = p - q.
+ *
+ * For |s| < 1/3 (p/q in (1/2, 2)) d is exact (Sterbenz), s d = d^2/(p+q) >= 0
+ * carries three roundings and the second part is at most 16% of it in
+ * magnitude, so g is within ~4 float ulps.  For |s| >= 1/3 the direct form
+ * p log(p/q) - d has no cancellation worse than a factor 4, and with the
+ * <= 2 ulp float log ratio stays within ~8 ulps.  B is its Taylor series to
+ * z^5 (truncation < 4e-7 relative of B at z = 1/9, weighed by <= 0.16).
+ * Positive normal q and finite p >= 0 only (p = 0 gives g = q). */
+FKL_INLINE float fkl_kl_gterm_f(float p, float q)
+{
+    const float d = p - q;
+    const float s = d / (p + q);
+    const float z = s * s;
+    float B = 1.0f / 13.0f;
+    B = B * z + 1.0f / 11.0f;
+    B = B * z + 1.0f / 9.0f;
+    B = B * z + 1.0f / 7.0f;
+    B = B * z + 1.0f / 5.0f;
+    B = B * z + 1.0f / 3.0f;
+    const float near = s * d + (2.0f * p) * ((s * z) * B);
+    const float far = p * fkl_log_ratiof_normal(p, q) - d;
+    const float g = (z < 1.0f / 9.0f) ? near : far;
+    return (p == 0.0f) ? q : g;
+}
+
+/* ---- float16 and bfloat16 to float, branch-free and vectorisable.
+ * float16: the exponent and mantissa bits moved into a float's place and
+ * scaled by 2^112 give every normal and subnormal half exactly (a product by
+ * a power of two); the all-ones exponent (inf, NaN) maps to the float's.
+ * bfloat16 is the top half of a float. */
+FKL_INLINE float fkl_f16_to_f32(uint16_t h)
+{
+    const uint32_t em = (uint32_t)(h & 0x7fffu) << 13;
+    const uint32_t finite = fkl_bitsf(fkl_from_bitsf(em) * 0x1p112f);
+    const uint32_t bits = (em >= (0x7c00u << 13)) ? (em | 0x7f800000u) : finite;
+    return fkl_from_bitsf(bits | ((uint32_t)(h & 0x8000u) << 16));
+}
+
+FKL_INLINE float fkl_bf16_to_f32(uint16_t h) { return fkl_from_bitsf((uint32_t)h << 16); }
+
+/* ---- exp(x) - 1 and exp(x) - 1 - x without cancellation near 0: for
+ * |x| <= ln2/2 straight from the Taylor polynomial of the exp core
+ * (x + x^2 P(x), x^2 P(x)); beyond, from fkl_exp, where the subtraction
+ * loses at most a factor ~6 (exp(x) - 1 - x >= 0.054 there): <= ~6 ulp. */
+#define FKL_LN2_HALF 0.34657359027997264
+FKL_INLINE double fkl_expm1(double x)
+{
+    const double small = x + (x * x) * fkl_exp_taylor(x);
+    return (fabs(x) <= FKL_LN2_HALF) ? small : fkl_exp(x) - 1.0;
+}
+
+FKL_INLINE double fkl_expm1mx(double x)
+{
+    const double small = (x * x) * fkl_exp_taylor(x);
+    return (fabs(x) <= FKL_LN2_HALF) ? small : (fkl_exp(x) - 1.0) - x;
+}
+
+/* ---- The generalised-KL term in double, g = a log(a/b) - d >= 0 with
+ * d = a - b given exactly by the caller (the pair (a, b) may then be shifted
+ * by a rounding without harm: g's sensitivity to a common shift of a and b is
+ * second order).  As fkl_kl_gterm_f: s = d/(a + b), g = s d + 2 a s^3 B(s^2)
+ * for |s| < 0.1 (B to z^8, truncation < 1e-18), else the direct form, which
+ * cancels by at most a factor ~11 there.  <= ~5e-15 relative.  a = 0 gives b;
+ * b = 0 < a gives +inf. */
+FKL_INLINE double fkl_gterm(double a, double b, double d)
+{
+    const double s = d / (a + b);
+    const double z = s * s;
+    double B = 1.0 / 19.0;
+    B = B * z + 1.0 / 17.0;
+    B = B * z + 1.0 / 15.0;
+    B = B * z + 1.0 / 13.0;
+    B = B * z + 1.0 / 11.0;
+    B = B * z + 1.0 / 9.0;
+    B = B * z + 1.0 / 7.0;
+    B = B * z + 1.0 / 5.0;
+    B = B * z + 1.0 / 3.0;
+    const double near = s * d + (2.0 * a) * ((s * z) * B);
+    const double far = a * fkl_log_ratio(a, b) - d;
+    const double g = (z < 0.01) ? near : far;
+    return (a == 0.0) ? b : g;
 }
 
 #endif /* FASTKL_MATH_H */

@@ -1,98 +1,43 @@
 /*
- * Per-row inner loops of fastkl's measures, in C so that the compiler can
- * vectorise the reductions (`#pragma omp simd reduction`) -- Cython loops do
- * not get a vector reduction without reassociation.  Cython calls one of
- * these per row from a `prange` (see fastkl/_kernels.pxi).
+ * The row functions of fastkl's kernels, instantiated once per input element
+ * type: float64 (`_d`), float32 (`_f`), float16 (`_h`) and bfloat16 (`_b`).
+ * The template bodies are fastkl_rows_impl.h (measures), fastkl_logits_impl.h
+ * (the logits family) and fastkl_more_impl.h (Bernoulli, Gaussian and
+ * pairwise kernels); fastkl_kernels.h wraps them into the driver's table.
  *
- * Every function comes in a double (`_d`) and a float (`_f`) version,
- * generated from fastkl_rows_impl.h; both accumulate in double.
+ * Per-type macros, defined here before each instantiation:
+ *   FKL_T          storage type of an input element (uint16_t for the halves)
+ *   FKL_E          element compute type: double for float64, float otherwise
+ *   FKL_O          storage type of row outputs (softmax rows, gradients,
+ *                  elementwise losses): the input's type, float32 for halves
+ *   FKL_LD(v)      an element widened to FKL_E (in registers; no copies)
+ *   FKL_S(name)    the suffixed name
+ *   FKL_IS_FLOAT   1 when FKL_E is float
+ *   FKL_EXPT(v)    exp of a double argument at the element precision:
+ *                  float32 logits get the float exp (8 lanes on AVX2
+ *                  instead of 4, <= 1.05 ulp); each term is then off by
+ *                  ~1e-7 relative while sums stay in double
+ *   FKL_EXP_SUM_T  the element-type exp of log-sum-exp terms (x <= 0)
+ *   FKL_EXP_NONPOS_T  the element-type exp of x <= 0 for output values
+ *                  (softmax), exact down to subnormal results
+ *   FKL_LOG_ELEM   the element-type log of normal numbers (float32-result
+ *                  fast paths of entropy and cross-entropy, whose terms
+ *                  share one sign)
+ *   FKL_TINY       the element type's smallest normal
+ *   FKL_FAST_ONLY  1 for the halves: only their hot paths are compiled
+ *                  natively, the rest widens rows to float32 (see
+ *                  fastkl_rows_impl.h, fastkl_kernels_impl.h)
  *
- * Conventions (those of scipy.special.rel_entr / entr):
- *   - a term with p = 0 contributes 0, even when q = 0;
- *   - p > 0 with q = 0 gives +inf;
- *   - NaN propagates;
- *   - a negative p or q gives +inf (KL), -inf (entropy) or NaN (cross-entropy).
- * Rows of ordinary probabilities (p zero or normal, q normal) take a fast
- * loop with one select per element; any other row is redone by a general
- * loop that applies every convention.
- * Each function also ORs into *bad a flag per argument that holds a value that
- * is not a probability (bit 0: p, bit 1: q): negative, NaN or +inf in linear
- * space, NaN or +inf in log space.  The check is fused into the same pass.
- *
- * `mode` bit 0: p holds log-probabilities; bit 1: q does.  `ap`/`aq`
- * normalise a row on the fly: linear values are multiplied by them, log
- * values are shifted by them.
+ * Every function accumulates in double, or in float lanes of at most 8
+ * terms flushed into double lanes (fastkl_loops.h), whatever the compiler.
  */
 #ifndef FASTKL_ROWS_H
 #define FASTKL_ROWS_H
 
 #include <stddef.h>
+#include "fastkl_abi.h"
 #include "fastkl_math.h"
-
-#if defined(_MSC_VER) && !defined(__clang__)
-#define FKL_PRAGMA(x) __pragma(x)
-#else
-#define FKL_PRAGMA(x) _Pragma(#x)
-#endif
-
-/* A read hint for one cache line; never faults, so it may point anywhere. */
-#if defined(__GNUC__) || defined(__clang__)
-#define FKL_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
-#include <xmmintrin.h>
-#define FKL_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-#else
-#define FKL_PREFETCH(p) ((void)0)
-#endif
-
-/* Loop over one row (or a pair of rows) with the stride-1 case spelled out
- * so that it gets contiguous vector loads. */
-#define FKL_ROW_LOOP1(X, SX, N, RED, ...)                                      \
-    if ((SX) == 1) {                                                           \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = 0; i_ < (N); i_++) { const double x = (double)(X)[i_]; __VA_ARGS__ } \
-    } else {                                                                   \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = 0; i_ < (N); i_++) { const double x = (double)(X)[i_ * (SX)]; __VA_ARGS__ } \
-    }
-
-#define FKL_ROW_LOOP2(X, SX, Y, SY, N, RED, ...)                               \
-    if ((SX) == 1 && (SY) == 1) {                                              \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = 0; i_ < (N); i_++) {                               \
-            const double x = (double)(X)[i_], y = (double)(Y)[i_]; __VA_ARGS__ }      \
-    } else {                                                                   \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = 0; i_ < (N); i_++) {                               \
-            const double x = (double)(X)[i_ * (SX)], y = (double)(Y)[i_ * (SY)]; __VA_ARGS__ } \
-    }
-
-/* The same over elements [C0, C1) with `x` (and `y`) in the element type:
- * the float32-result fast paths and the log-sum-exp sums run 8 float lanes
- * wide on AVX2.  Their sums are kept in FKL_SUM_T over chunks of
- * FKL_SUM_CHUNK elements and then added in double: each float lane adds at
- * most 32 terms (SSE2; 16 on AVX2), so a chunk's sum of same-signed terms is
- * within 32 float ulps (2e-6 relative) in the worst case, ~1e-8 typically. */
-#define FKL_SUM_CHUNK 128
-#define FKL_ELEM_LOOP1(X, SX, C0, C1, RED, ...)                                \
-    if ((SX) == 1) {                                                           \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) { const FKL_T x = (X)[i_]; __VA_ARGS__ } \
-    } else {                                                                   \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) { const FKL_T x = (X)[i_ * (SX)]; __VA_ARGS__ } \
-    }
-
-#define FKL_ELEM_LOOP2(X, SX, Y, SY, C0, C1, RED, ...)                         \
-    if ((SX) == 1 && (SY) == 1) {                                              \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) {                           \
-            const FKL_T x = (X)[i_], y = (Y)[i_]; __VA_ARGS__ }                \
-    } else {                                                                   \
-        FKL_PRAGMA(omp simd RED)                                               \
-        for (ptrdiff_t i_ = (C0); i_ < (C1); i_++) {                           \
-            const FKL_T x = (X)[i_ * (SX)], y = (Y)[i_ * (SY)]; __VA_ARGS__ }  \
-    }
+#include "fastkl_loops.h"
 
 /* Validity of one raw value, 1.0 when bad: a probability is finite and
  * >= 0; a log-probability is < +inf (-inf means probability 0).  Counted in
@@ -103,51 +48,219 @@
 /* Fast-path guard, checked once per row from the row's min and sum: every
  * value >= 0 and the sum finite (so no NaN or inf); for a value whose log
  * is taken also min >= the smallest normal (the fast logs take normal
- * numbers only; entropy's min skips zeros, whose terms are 0).  Rows failing
- * it (q = 0, subnormals, negatives, inf, NaN) are recomputed by the general
- * loop, which applies every convention and sets the validity flags. */
+ * numbers only).  Rows failing it (q = 0, subnormals, negatives, inf, NaN)
+ * are recomputed by the general loop, which applies every convention and
+ * sets the validity flags. */
 #define FKL_FAST_ROW_OK(lo, sum) ((lo) >= 0.0 && (sum) < FKL_INF)
-#define FKL_BAD_FLAGS(bp, bq) ((int64_t)((bp) > 0.0) | ((int64_t)((bq) > 0.0) << 1))
+#define FKL_BAD_FLAGS(bp, bq) ((int)((bp) > 0.0) | ((int)((bq) > 0.0) << 1))
 
-/* Bits of `mode`. */
-#define FKL_LOG_P 1
-#define FKL_LOG_Q 2
-#define FKL_NORMALIZE 4
-/* The result is rounded to float32: entropy and cross-entropy of float32
- * input may then run their fast path in float (see FKL_LOG_ELEM). */
-#define FKL_OUT_F32 8
+/* What a measure's row function reports besides its value: validity flags
+ * (bit 0 for p, bit 1 for q) and the sums of its (normalised) probability
+ * rows, for the driver's "rows do not sum to 1" check. */
+typedef struct {
+    int bad;
+    double sum_p, sum_q;
+} fkl_rowinfo;
 
-/* FKL_EXPT(v): exp of a double argument at the precision the element type
- * warrants.  float32 logits get the float exp (8 lanes on AVX2 instead of 4,
- * <= 1.05 ulp): each term is then off by ~1e-7 relative while the sums stay
- * in double, so a loss keeps ~2e-7 relative accuracy (the largest term,
- * exp(0) = 1, is exact).  FKL_EXP_SUM_T and FKL_SUM_T are the term exp and
- * the chunk accumulator of the element-type loops (FKL_ELEM_LOOP1/2);
- * FKL_EXP_NONPOS_T is the element-type exp of x <= 0 for values that are
- * output (softmax), exact down to subnormal results.
- * FKL_LOG_ELEM is the element-type log of normal numbers, used by the
- * float32-result fast paths of entropy and cross-entropy, whose terms share
- * one sign for probabilities (so per-term relative errors do not grow in the
- * sum); FKL_TINY is the element type's smallest normal.  KL, whose terms
- * cancel, and every log-space path keep double precision. */
+/* A FKL_FAST_ONLY row function's answer for a row its fast path does not
+ * take: the caller computes the row another way. */
+#define FKL_ROW_NOT_HANDLED (-1)
+#define FKL_NOT_HANDLED(INFO) { (INFO)->bad = FKL_ROW_NOT_HANDLED; return 0.0; }
+
+/* The four input modes of a two-argument measure.  Binds PV, QV (the
+ * normalised probabilities) and LR = log(PV/QV) for BODY, and adds to BP, BQ
+ * the validity counts and to SUMP, SUMQ the linear-space sums; CLAUSES must
+ * name every reduction variable, those four included. */
+#define FKL_PAIR_MODES(MODE, I, N, P, AP, Q, AQ, CLAUSES, PV, QV, LR, BP, BQ, SUMP, SUMQ, ...) \
+    switch ((MODE) & (FKL_LOG_P | FKL_LOG_Q)) {                                         \
+    case 0:                                                                             \
+        FKL_FOR2(I, N, I##_x, P, I##_y, Q, CLAUSES, {                           \
+            const double PV = I##_x * (AP), QV = I##_y * (AQ), LR = fkl_log_ratio(PV, QV); \
+            __VA_ARGS__                                                                 \
+            BP += FKL_BAD_LIN(I##_x); BQ += FKL_BAD_LIN(I##_y); SUMP += PV; SUMQ += QV; }) \
+        break;                                                                          \
+    case FKL_LOG_P:                                                                     \
+        FKL_FOR2(I, N, I##_x, P, I##_y, Q, CLAUSES, {                           \
+            const double I##_lp = I##_x + (AP);                                         \
+            const double PV = fkl_exp(I##_lp), QV = I##_y * (AQ), LR = I##_lp - fkl_log(QV); \
+            __VA_ARGS__                                                                 \
+            BP += FKL_BAD_LOG(I##_x); BQ += FKL_BAD_LIN(I##_y); SUMQ += QV; })           \
+        break;                                                                          \
+    case FKL_LOG_Q:                                                                     \
+        FKL_FOR2(I, N, I##_x, P, I##_y, Q, CLAUSES, {                           \
+            const double I##_lq = I##_y + (AQ);                                         \
+            const double PV = I##_x * (AP), QV = fkl_exp(I##_lq), LR = fkl_log(PV) - I##_lq; \
+            __VA_ARGS__                                                                 \
+            BP += FKL_BAD_LIN(I##_x); BQ += FKL_BAD_LOG(I##_y); SUMP += PV; })           \
+        break;                                                                          \
+    default:                                                                            \
+        FKL_FOR2(I, N, I##_x, P, I##_y, Q, CLAUSES, {                           \
+            const double I##_lp = I##_x + (AP), I##_lq = I##_y + (AQ);                  \
+            const double PV = fkl_exp(I##_lp), QV = fkl_exp(I##_lq), LR = I##_lp - I##_lq; \
+            __VA_ARGS__                                                                 \
+            BP += FKL_BAD_LOG(I##_x); BQ += FKL_BAD_LOG(I##_y); })                      \
+        break;                                                                          \
+    }
+
+/* Fills info's flags and sums after a general (FKL_PAIR_MODES) loop. */
+#define FKL_PAIR_INFO(INFO, MODE, BP, BQ, SUMP, SUMQ)                                   \
+    (INFO)->bad = FKL_BAD_FLAGS(BP, BQ);                                                \
+    (INFO)->sum_p = ((MODE) & FKL_LOG_P) ? 1.0 : (SUMP);                                \
+    (INFO)->sum_q = ((MODE) & FKL_LOG_Q) ? 1.0 : (SUMQ);
+
+/* The fast loop of KL and symmetric KL with a float32 result, for rows of
+ * ordinary linear probabilities: TERM(pv, qv) in float lanes, each term
+ * added to double lanes (the terms are >= 0 but tiny next to the row sums
+ * for nearly equal rows, so they are kept apart from those sums), plus the
+ * double sum of p - q when WITH_D; sums and minima of p and q for the guard.
+ * Sets *acc, *sum_p, *sum_q, *lo_p, *lo_q. */
+#define FKL_FLOAT_PAIR_FAST(P, AP, Q, AQ, N, TERM, WITH_D, ACC, SUMP, SUMQ, LOP, LOQ) \
+    {                                                                                   \
+        const FKL_E apt = (FKL_E)(AP), aqt = (FKL_E)(AQ);                                \
+        FKL_LANE_DECL(double, dg, 0);                                                   \
+        FKL_LANE_DECL(double, dd, 0);                                                   \
+        FKL_LANE_DECL(FKL_E, cp, 0);                                                    \
+        FKL_LANE_DECL(FKL_E, cq, 0);                                                    \
+        FKL_LANE_DECL(double, dp, 0);                                                   \
+        FKL_LANE_DECL(double, dq, 0);                                                   \
+        FKL_LANE_DECL(FKL_E, lp, (FKL_E)FKL_INF);                                       \
+        FKL_LANE_DECL(FKL_E, lq, (FKL_E)FKL_INF);                                       \
+        FKL_LANES2(i, j, 0, N, x, P, y, Q, FKL_LANE_FLUSH(dp, cp) FKL_LANE_FLUSH(dq, cq), { \
+            const FKL_E pv = x * apt, qv = y * aqt;                                     \
+            dg[j] += (double)TERM(pv, qv);                                              \
+            if (WITH_D) dd[j] += (double)(pv - qv);                                     \
+            cp[j] += pv;                                                                \
+            cq[j] += qv;                                                                \
+            lp[j] = (pv < lp[j]) ? pv : lp[j];                                          \
+            lq[j] = (qv < lq[j]) ? qv : lq[j];                                          \
+        })                                                                              \
+        ACC = fkl_lane_sum(dg) + fkl_lane_sum(dd);                                      \
+        SUMP = fkl_lane_sum(dp);                                                        \
+        SUMQ = fkl_lane_sum(dq);                                                        \
+        FKL_LANE_MIN_INTO(LOP, lp)                                                      \
+        FKL_LANE_MIN_INTO(LOQ, lq)                                                      \
+    }
+
+/* The terms of the measures' general loops, with every convention (see
+ * fastkl_rows_impl.h); lr = log(pv/qv). */
+FKL_INLINE double fkl_ce_term(double pv, double lq)
+{
+    double t = pv * lq;
+    t = (pv < 0.0) ? FKL_NAN : t;
+    t = ((pv == 0.0) & (lq == lq)) ? 0.0 : t;
+    return t;
+}
+
+FKL_INLINE double fkl_skl_term(double pv, double qv, double lr)
+{
+    double t = (pv - qv) * lr;
+    t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;      /* as rel_entr */
+    t = ((pv == 0.0) & (qv == 0.0)) ? 0.0 : t;
+    t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
+    return t;
+}
+
+FKL_INLINE double fkl_js_term(double pv, double qv)
+{
+    const double m = 0.5 * (pv + qv);
+    double tp = pv * fkl_log_ratio(pv, m), tq = qv * fkl_log_ratio(qv, m);
+    tp = (pv == 0.0) ? 0.0 : tp;
+    tq = (qv == 0.0) ? 0.0 : tq;
+    double t = tp + tq;
+    t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;
+    t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
+    return t;
+}
+
+/* (p - q) log(p/q) >= 0 of positive normal floats, in float: p - q is exact
+ * when p and q are close (Sterbenz) and the float log ratio <= 2 ulp, so the
+ * term is within ~3 float ulps. */
+FKL_INLINE float fkl_skl_term_f(float p, float q)
+{
+    return (p - q) * fkl_log_ratiof_normal(p, q);
+}
+
+/* A row's value into the driver's per-row output, as float64 or float32. */
+FKL_INLINE void fkl_put_val(const fkl_args *a, ptrdiff_t i, double v)
+{
+    char *dst = a->val + i * a->val_rs;
+    if (a->val_f32)
+        *(float *)dst = (float)v;
+    else
+        *(double *)dst = v;
+}
+
+/* A measure's flags: its validity bits, and with FKL_CHECK_SUMS the bits of
+ * the linear-space arguments whose rows do not sum to 1 within param[3]. */
+FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo *info)
+{
+    if (!a->bad)
+        return;
+    int flags = info->bad;
+    if (a->mode & FKL_CHECK_SUMS) {
+        const double tol = a->param[3];
+        flags |= (fabs(info->sum_p - 1.0) > tol) ? FKL_SUM_OFF : 0;
+        flags |= (fabs(info->sum_q - 1.0) > tol) ? FKL_SUM_OFF << 1 : 0;
+    }
+    a->bad[i] = (unsigned char)flags;
+}
+
+/* float64 */
 #define FKL_T double
+#define FKL_E double
+#define FKL_O double
+#define FKL_LD(v) (v)
 #define FKL_S(name) name##_d
+#define FKL_FAST_ONLY 0
+#define FKL_IS_FLOAT 0
 #define FKL_EXPT(v) fkl_exp(v)
 #define FKL_EXP_SUM_T(v) fkl_exp_sum_term(v)
 #define FKL_EXP_NONPOS_T(v) fkl_exp_nonpos(v)
-#define FKL_SUM_T double
-#define FKL_CNT_T int64_t
 #define FKL_LOG_ELEM(v) fkl_log_normal(v)
 #define FKL_TINY 0x1p-1022
 #include "fastkl_rows_instance.h"
 
+/* float32 */
 #define FKL_T float
+#define FKL_E float
+#define FKL_O float
+#define FKL_LD(v) (v)
 #define FKL_S(name) name##_f
+#define FKL_FAST_ONLY 0
+#define FKL_IS_FLOAT 1
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
 #define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
 #define FKL_EXP_NONPOS_T(v) fkl_expf_nonpos(v)
-#define FKL_SUM_T float
-#define FKL_CNT_T int32_t
+#define FKL_LOG_ELEM(v) fkl_logf_normal(v)
+#define FKL_TINY 0x1p-126f
+#include "fastkl_rows_instance.h"
+
+/* float16: read as uint16_t, widened to float in registers */
+#define FKL_T uint16_t
+#define FKL_E float
+#define FKL_O float
+#define FKL_LD(v) fkl_f16_to_f32(v)
+#define FKL_S(name) name##_h
+#define FKL_FAST_ONLY 1
+#define FKL_IS_FLOAT 1
+#define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
+#define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
+#define FKL_EXP_NONPOS_T(v) fkl_expf_nonpos(v)
+#define FKL_LOG_ELEM(v) fkl_logf_normal(v)
+#define FKL_TINY 0x1p-126f
+#include "fastkl_rows_instance.h"
+
+/* bfloat16: likewise */
+#define FKL_T uint16_t
+#define FKL_E float
+#define FKL_O float
+#define FKL_LD(v) fkl_bf16_to_f32(v)
+#define FKL_S(name) name##_b
+#define FKL_FAST_ONLY 1
+#define FKL_IS_FLOAT 1
+#define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
+#define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
+#define FKL_EXP_NONPOS_T(v) fkl_expf_nonpos(v)
 #define FKL_LOG_ELEM(v) fkl_logf_normal(v)
 #define FKL_TINY 0x1p-126f
 #include "fastkl_rows_instance.h"

@@ -1,81 +1,135 @@
 /*
- * Template body of fastkl_rows.h: included once per element type with
- * FKL_T (the element type) and FKL_S(name) (the suffixed name) defined.
+ * Template body of the measures (entropy, KL, cross-entropy, symmetric KL,
+ * Jensen-Shannon): included once per element type by fastkl_rows.h.
  * No include guard on purpose.
+ *
+ * Conventions (those of scipy.special.rel_entr / entr):
+ *   - a term with p = 0 contributes 0, even when q = 0;
+ *   - p > 0 with q = 0 gives +inf;
+ *   - NaN propagates;
+ *   - a negative p or q gives +inf (KL), -inf (entropy) or NaN (cross-entropy).
+ * Rows of ordinary probabilities (p zero or normal, q normal) take a fast
+ * loop with one select per element; any other row is redone by a general
+ * loop that applies every convention and counts the values that are not
+ * probabilities (negative, NaN or +inf; NaN or +inf in log space).
+ *
+ * `mode` holds FKL_LOG_P / FKL_LOG_Q / FKL_NORMALIZE / FKL_OUT_F32
+ * (fastkl_abi.h).  `ap`/`aq` normalise a row on the fly: linear values are
+ * multiplied by them, log values shifted by them.  The sums reported in
+ * fkl_rowinfo are those of the linear-space arguments (1 for log-space ones).
+ *
+ * With FKL_FAST_ONLY (the float16/bfloat16 instantiations) only the float
+ * fast paths are compiled: a row they do not take is reported as
+ * FKL_NOT_HANDLED, and the kernel widens it to float32 and runs the float32
+ * row function (fastkl_kernels_impl.h).  That keeps the hot path native and
+ * the module small.
  */
+
+/* The row max of x*scale (NaN ignored), in explicit lanes: clang vectorises
+ * no select-based max reduction of floats without fast-math, while a max per
+ * lane is plain element-wise code for every compiler. */
+FKL_INLINE double FKL_S(fkl_row_max)(const FKL_T *z, ptrdiff_t n, double scale)
+{
+    double m = -FKL_INF;
+    if (scale == 1.0) {  /* in the element type: 8 float lanes, no conversion */
+        FKL_LANE_DECL(FKL_E, ml, (FKL_E)-FKL_INF);
+        FKL_LANES1(i, j, 0, n, v, z, , { ml[j] = (v > ml[j]) ? v : ml[j]; })
+        for (int j = 0; j < FKL_NL; j++)
+            m = ((double)ml[j] > m) ? (double)ml[j] : m;
+        return m;
+    }
+    FKL_LANE_DECL(double, dl, -FKL_INF);
+    FKL_LANES1(i, j, 0, n, v, z, , {
+        const double s = (double)v * scale;
+        dl[j] = (s > dl[j]) ? s : dl[j];
+    })
+    for (int j = 0; j < FKL_NL; j++)
+        m = (dl[j] > m) ? dl[j] : m;
+    return m;
+}
 
 /* The factor that normalises a row: 1/sum(x) for probabilities, and the
  * shift -logsumexp(x) for log-probabilities (max first, for stability). */
-FKL_INLINE double FKL_S(fkl_row_normaliser)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n, int log_space)
+FKL_INLINE double FKL_S(fkl_row_normaliser)(const FKL_T *p, ptrdiff_t n, int log_space)
 {
     if (!log_space) {
         double s = 0.0;
-        FKL_ROW_LOOP1(p, sp, n, reduction(+ : s), s += x;)
+        FKL_FOR1(i, n, x, p, reduction(+ : s), s += x;)
         return 1.0 / s;
     }
-    double m = -FKL_INF;
-    FKL_ROW_LOOP1(p, sp, n, reduction(max : m), m = (x > m) ? x : m;)
+    const double m = FKL_S(fkl_row_max)(p, n, 1.0);
     if (!(m > -FKL_INF && m < FKL_INF))
         return (m != m) ? m : -m;  /* NaN stays NaN; an all -inf row gives NaN below */
     double s = 0.0;
-    FKL_ROW_LOOP1(p, sp, n, reduction(+ : s), s += fkl_exp(x - m);)
+    FKL_FOR1(i, n, x, p, reduction(+ : s), s += fkl_exp(x - m);)
     return -(m + fkl_log(s));
 }
 
 /* What the row kernels multiply (linear) or add (log space) to a row's values:
  * the normaliser when `normalize` is set, else the identity (1 or 0). */
-FKL_INLINE double FKL_S(fkl_row_scale)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n, int normalize, int log_space)
+FKL_INLINE double FKL_S(fkl_row_scale)(const FKL_T *p, ptrdiff_t n, int normalize, int log_space)
 {
-    return normalize ? FKL_S(fkl_row_normaliser)(p, sp, n, log_space) : (log_space ? 0.0 : 1.0);
+    return normalize ? FKL_S(fkl_row_normaliser)(p, n, log_space) : (log_space ? 0.0 : 1.0);
 }
 
 /* Entropy  H(p) = -sum p log p. */
-static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdiff_t n,
-                                            int mode, int64_t *bad)
+static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mode,
+                                            fkl_rowinfo *info)
 {
     const int log_p = mode & FKL_LOG_P;
-    const double ap = FKL_S(fkl_row_scale)(p, sp, n, mode & FKL_NORMALIZE, log_p);
-    double acc = 0.0;
-    double bp = 0.0, bq = 0.0;
+    const double ap = FKL_S(fkl_row_scale)(p, n, mode & FKL_NORMALIZE, log_p);
+    double acc = 0.0, bp = 0.0, sum = 0.0;
+    info->sum_p = info->sum_q = 1.0;
     if (!log_p) {
         /* lo: the smallest nonzero value (zeros have 0 terms, no log) */
-        double sum = 0.0, lo = FKL_INF, tiny = 0x1p-1022;
-        if (mode & FKL_OUT_F32) {
-            /* float32 result: the fast loop in the element type */
-            const FKL_T apt = (FKL_T)ap;
-            FKL_T lot = (FKL_T)FKL_INF;
-            for (ptrdiff_t c0 = 0; c0 < n; c0 += FKL_SUM_CHUNK) {
-                const ptrdiff_t c1 = (n - c0 < FKL_SUM_CHUNK) ? n : c0 + FKL_SUM_CHUNK;
-                FKL_SUM_T ca = 0, cs = 0;
-                FKL_ELEM_LOOP1(p, sp, c0, c1, reduction(+ : ca, cs) reduction(min : lot), {
-                    const FKL_T pv = x * apt;
-                    const FKL_T pz = (pv == 0) ? (FKL_T)1 : pv;
-                    const FKL_T t = pv * FKL_LOG_ELEM(pz);
-                    ca += t;
-                    cs += pv;
-                    lot = (pz < lot) ? pz : lot;
-                })
-                acc += (double)ca;
-                sum += (double)cs;
-            }
-            lo = (double)lot;
+        double lo = FKL_INF, tiny = 0x1p-1022;
+        if (FKL_IS_FLOAT && (mode & FKL_OUT_F32)) {
+            /* float32 result: the fast loop in float lanes */
+            const FKL_E apt = (FKL_E)ap;
+            FKL_LANE_DECL(FKL_E, ca, 0);
+            FKL_LANE_DECL(FKL_E, cs, 0);
+            FKL_LANE_DECL(FKL_E, cl, (FKL_E)FKL_INF);
+            FKL_LANE_DECL(double, da, 0);
+            FKL_LANE_DECL(double, ds, 0);
+            FKL_LANES1(i, j, 0, n, x, p, FKL_LANE_FLUSH(da, ca) FKL_LANE_FLUSH(ds, cs), {
+                const FKL_E pv = x * apt;
+                const FKL_E pz = (pv == 0) ? (FKL_E)1 : pv;
+                ca[j] += pv * FKL_LOG_ELEM(pz);
+                cs[j] += pv;
+                cl[j] = (pz < cl[j]) ? pz : cl[j];
+            })
+            acc = fkl_lane_sum(da);
+            sum = fkl_lane_sum(ds);
+            FKL_LANE_MIN_INTO(lo, cl)
             tiny = (double)FKL_TINY;
         } else {
-            FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, sum) reduction(min : lo), {
+#if FKL_FAST_ONLY
+            FKL_NOT_HANDLED(info)
+#else
+            /* `small` counts values that are not zero or normal (a count: clang
+             * vectorises no select-based min of doubles without fast-math) */
+            double small = 0.0;
+            FKL_FOR1(i, n, x, p, reduction(+ : acc, sum, small), {
                 const double pv = x * ap;
                 const double pz = (pv == 0.0) ? 1.0 : pv;
                 acc += pv * fkl_log_normal(pz);
                 sum += pv;
-                lo = (pz < lo) ? pz : lo;
+                small += (pz >= 0x1p-1022) ? 0.0 : 1.0;
             })
+            lo = (small == 0.0) ? 1.0 : 0.0;
+#endif
         }
-        /* |acc| < inf: a float32 fast loop may overflow where double would not */
+        info->sum_p = sum;
+        /* |acc| < inf: a float fast loop may overflow where double would not */
         if (FKL_FAST_ROW_OK(lo, sum) && lo >= tiny && fabs(acc) < FKL_INF) {
-            *bad = 0;
+            info->bad = 0;
             return 0.0 - acc;
         }
+#if FKL_FAST_ONLY
+        FKL_NOT_HANDLED(info)
+#else
         acc = 0.0;
-        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, bp, bq), {
+        FKL_FOR1(i, n, x, p, reduction(+ : acc, bp), {
             const double pv = x * ap;
             double t = pv * fkl_log(pv);
             t = (pv == 0.0) ? 0.0 : t;
@@ -83,46 +137,79 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t sp, ptrdif
             acc += t;
             bp += FKL_BAD_LIN(x);
         })
+#endif
     } else {
-        FKL_ROW_LOOP1(p, sp, n, reduction(+ : acc, bp, bq), {
+#if FKL_FAST_ONLY
+        FKL_NOT_HANDLED(info)
+#else
+        FKL_FOR1(i, n, x, p, reduction(+ : acc, bp), {
             const double lp = x + ap, pv = fkl_exp(lp);
             double t = pv * lp;
             t = (pv == 0.0) ? 0.0 : t;
             acc += t;
             bp += FKL_BAD_LOG(x);
         })
+#endif
     }
-    *bad = FKL_BAD_FLAGS(bp, bq);
+    info->bad = FKL_BAD_FLAGS(bp, 0.0);
     return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
 }
 
 /* Kullback-Leibler divergence  KL(p||q) = sum p log(p/q). */
-static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q, ptrdiff_t sq,
-                                       ptrdiff_t n, int mode, int64_t *bad)
+static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
+                                       ptrdiff_t n, int mode, fkl_rowinfo *info)
 {
-    const int log_p = mode & FKL_LOG_P, log_q = mode & FKL_LOG_Q;
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, log_p);
-    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, log_q);
-    double acc = 0.0;
-    double bp = 0.0, bq = 0.0;
+    const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
+    const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
+    double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
+    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
+    (void)bq;
+    if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
+        double lo_p = FKL_INF, lo_q = FKL_INF, tiny = 0x1p-1022;
+        if (FKL_IS_FLOAT && (mode & FKL_OUT_F32)) {
+            /* float32 result: KL = sum g(p, q) + sum (p - q), with the
+             * non-negative generalised-KL terms g in float (fkl_kl_gterm_f,
+             * <= 8 float ulps each) summed in double: <= 1e-6 relative even
+             * for nearly equal rows, where the terms p log(p/q) cancel. */
+            FKL_FLOAT_PAIR_FAST(p, ap, q, aq, n, fkl_kl_gterm_f, 1, acc, sum_p, sum_q, lo_p, lo_q)
+            tiny = (double)FKL_TINY;
+        } else {
+#if FKL_FAST_ONLY
+            FKL_NOT_HANDLED(info)
+#else
+            /* log(p/q) with one division beats a division and a log, or two
+             * logs.  bad_p, bad_q count negative p and non-normal q (counts
+             * rather than minima: see fkl_entropy_row). */
+            double bad_p = 0.0, bad_q = 0.0;
+            FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q, bad_p, bad_q), {
+                const double pv = x * ap, qv = y * aq;
+                const double t = pv * fkl_log_ratio_normal(pv, qv);
+                acc += (pv == 0.0) ? 0.0 : t;
+                sum_p += pv;
+                sum_q += qv;
+                bad_p += (pv >= 0.0) ? 0.0 : 1.0;
+                bad_q += (qv >= 0x1p-1022) ? 0.0 : 1.0;
+            })
+            lo_p = (bad_p == 0.0) ? 0.0 : -1.0;
+            lo_q = (bad_q == 0.0) ? 1.0 : 0.0;
+#endif
+        }
+        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF) {
+            info->bad = 0;
+            info->sum_p = sum_p;
+            info->sum_q = sum_q;
+            return acc;
+        }
+        acc = sum_p = sum_q = 0.0;
+    }
+#if FKL_FAST_ONLY
+    FKL_NOT_HANDLED(info)
+#else
+    /* Per mode, so that log-space rows take no exp they do not need. */
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
-    case 0: {
-        /* log(p/q) with one division beats a division and a log, or two logs. */
-        double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF;
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), {
-            const double pv = x * ap, qv = y * aq;
-            const double t = pv * fkl_log_ratio_normal(pv, qv);
-            acc += (pv == 0.0) ? 0.0 : t;
-            sum_p += pv;
-            sum_q += qv;
-            lo_p = (pv < lo_p) ? pv : lo_p;
-            lo_q = (qv < lo_q) ? qv : lo_q;
-        })
-        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= 0x1p-1022 && sum_q < FKL_INF)
-            break;
-        acc = 0.0;
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+    case 0:
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq, sum_p, sum_q), {
             const double pv = x * ap, qv = y * aq;
             double t = pv * fkl_log_ratio(pv, qv);
             t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;
@@ -131,11 +218,12 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
             acc += t;
             bp += FKL_BAD_LIN(x);
             bq += FKL_BAD_LIN(y);
+            sum_p += pv;
+            sum_q += qv;
         })
         break;
-    }
     case FKL_LOG_P:
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq, sum_q), {
             const double lp = x + ap, pv = fkl_exp(lp), qv = y * aq;
             double t = pv * (lp - fkl_log(qv));
             t = (qv < 0.0) ? FKL_INF : t;
@@ -144,10 +232,11 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
             acc += t;
             bp += FKL_BAD_LOG(x);
             bq += FKL_BAD_LIN(y);
+            sum_q += qv;
         })
         break;
     case FKL_LOG_Q:
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq, sum_p), {
             const double pv = x * ap, lq = y + aq;
             double t = pv * (fkl_log(pv) - lq);
             t = (pv < 0.0) ? FKL_INF : t;
@@ -156,10 +245,11 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
             acc += t;
             bp += FKL_BAD_LIN(x);
             bq += FKL_BAD_LOG(y);
+            sum_p += pv;
         })
         break;
     default:
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq), {
             const double lp = x + ap, lq = y + aq, pv = fkl_exp(lp);
             double t = pv * (lp - lq);
             t = (pv == 0.0) ? 0.0 : t;
@@ -170,165 +260,180 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T
         })
         break;
     }
-    *bad = FKL_BAD_FLAGS(bp, bq);
+    FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     return acc;
+#endif
 }
 
 /* Cross-entropy  H(p, q) = -sum p log q. */
-static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q,
-                                                  ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
+static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t n, int mode, fkl_rowinfo *info)
 {
-    const int log_p = mode & FKL_LOG_P, log_q = mode & FKL_LOG_Q;
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, log_p);
-    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, log_q);
-    double acc = 0.0;
-    double bp = 0.0, bq = 0.0;
-    /* The four modes differ only in how p and log q are obtained. */
-#define FKL_CE_BODY(PV, LQ, BADP, BADQ)                                   \
-    {                                                                  \
-        const double pv = (PV), lq = (LQ);                             \
-        double t = pv * lq;                                            \
-        t = (pv < 0.0) ? FKL_NAN : t;                                  \
-        t = ((pv == 0.0) & (lq == lq)) ? 0.0 : t;                      \
-        acc += t;                                                      \
-        bp += (BADP);                                                  \
-        bq += (BADQ);                                                  \
-    }
-    switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
-    case 0: {
-        double sum_p = 0.0, sum_q = 0.0, lo_p = FKL_INF, lo_q = FKL_INF, tiny = 0x1p-1022;
-        if (mode & FKL_OUT_F32) {
-            /* float32 result: the fast loop in the element type */
-            const FKL_T apt = (FKL_T)ap, aqt = (FKL_T)aq;
-            FKL_T lopt = (FKL_T)FKL_INF, loqt = (FKL_T)FKL_INF;
-            for (ptrdiff_t c0 = 0; c0 < n; c0 += FKL_SUM_CHUNK) {
-                const ptrdiff_t c1 = (n - c0 < FKL_SUM_CHUNK) ? n : c0 + FKL_SUM_CHUNK;
-                FKL_SUM_T ca = 0, csp = 0, csq = 0;
-                FKL_ELEM_LOOP2(p, sp, q, sq, c0, c1,
-                               reduction(+ : ca, csp, csq) reduction(min : lopt, loqt), {
-                    const FKL_T pv = x * apt, qv = y * aqt;
-                    const FKL_T t = pv * FKL_LOG_ELEM(qv);
-                    ca += (pv == 0) ? (FKL_T)0 : t;
-                    csp += pv;
-                    csq += qv;
-                    lopt = (pv < lopt) ? pv : lopt;
-                    loqt = (qv < loqt) ? qv : loqt;
-                })
-                acc += (double)ca;
-                sum_p += (double)csp;
-                sum_q += (double)csq;
-            }
-            lo_p = (double)lopt;
-            lo_q = (double)loqt;
+    const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
+    const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
+    double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
+    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
+    (void)bq;
+    if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
+        double lo_p = FKL_INF, lo_q = FKL_INF, tiny = 0x1p-1022;
+        if (FKL_IS_FLOAT && (mode & FKL_OUT_F32)) {
+            /* float32 result: the fast loop in float lanes (the terms share
+             * one sign, so per-term float errors do not grow in the sum) */
+            const FKL_E apt = (FKL_E)ap, aqt = (FKL_E)aq;
+            FKL_LANE_DECL(FKL_E, ca, 0);
+            FKL_LANE_DECL(FKL_E, cp, 0);
+            FKL_LANE_DECL(FKL_E, cq, 0);
+            FKL_LANE_DECL(double, da, 0);
+            FKL_LANE_DECL(double, dp, 0);
+            FKL_LANE_DECL(double, dq, 0);
+            FKL_LANE_DECL(FKL_E, lp, (FKL_E)FKL_INF);
+            FKL_LANE_DECL(FKL_E, lq, (FKL_E)FKL_INF);
+            FKL_LANES2(i, j, 0, n, x, p, y, q,
+                       FKL_LANE_FLUSH(da, ca) FKL_LANE_FLUSH(dp, cp) FKL_LANE_FLUSH(dq, cq), {
+                const FKL_E pv = x * apt, qv = y * aqt;
+                const FKL_E t = pv * FKL_LOG_ELEM(qv);
+                ca[j] += (pv == 0) ? (FKL_E)0 : t;
+                cp[j] += pv;
+                cq[j] += qv;
+                lp[j] = (pv < lp[j]) ? pv : lp[j];
+                lq[j] = (qv < lq[j]) ? qv : lq[j];
+            })
+            acc = fkl_lane_sum(da);
+            sum_p = fkl_lane_sum(dp);
+            sum_q = fkl_lane_sum(dq);
+            FKL_LANE_MIN_INTO(lo_p, lp)
+            FKL_LANE_MIN_INTO(lo_q, lq)
             tiny = (double)FKL_TINY;
         } else {
-            FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, sum_p, sum_q) reduction(min : lo_p, lo_q), {
+#if FKL_FAST_ONLY
+            FKL_NOT_HANDLED(info)
+#else
+            /* counts rather than minima: see fkl_kl_row */
+            double bad_p = 0.0, bad_q = 0.0;
+            FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q, bad_p, bad_q), {
                 const double pv = x * ap, qv = y * aq;
                 const double t = pv * fkl_log_normal(qv);
                 acc += (pv == 0.0) ? 0.0 : t;
                 sum_p += pv;
                 sum_q += qv;
-                lo_p = (pv < lo_p) ? pv : lo_p;
-                lo_q = (qv < lo_q) ? qv : lo_q;
+                bad_p += (pv >= 0.0) ? 0.0 : 1.0;
+                bad_q += (qv >= 0x1p-1022) ? 0.0 : 1.0;
             })
+            lo_p = (bad_p == 0.0) ? 0.0 : -1.0;
+            lo_q = (bad_q == 0.0) ? 1.0 : 0.0;
+#endif
         }
-        /* |acc| < inf: a float32 fast loop may overflow where double would not */
-        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF)
-            break;
-        acc = 0.0;
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
-                      FKL_CE_BODY(x * ap, fkl_log(y * aq), FKL_BAD_LIN(x), FKL_BAD_LIN(y)))
-        break;
+        /* |acc| < inf: a float fast loop may overflow where double would not */
+        if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF) {
+            info->bad = 0;
+            info->sum_p = sum_p;
+            info->sum_q = sum_q;
+            return 0.0 - acc;
+        }
+        acc = sum_p = sum_q = 0.0;
     }
+#if FKL_FAST_ONLY
+    FKL_NOT_HANDLED(info)
+#else
+    /* The modes differ only in how p and log q are obtained; q itself is
+     * only summed (lr is not used: log q is formed directly). */
+    switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
+    case 0:
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq, sum_p, sum_q), {
+            const double pv = x * ap, qv = y * aq;
+            acc += fkl_ce_term(pv, fkl_log(qv));
+            bp += FKL_BAD_LIN(x);
+            bq += FKL_BAD_LIN(y);
+            sum_p += pv;
+            sum_q += qv;
+        })
+        break;
     case FKL_LOG_P:
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
-                      FKL_CE_BODY(fkl_exp(x + ap), fkl_log(y * aq), FKL_BAD_LOG(x), FKL_BAD_LIN(y)))
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq, sum_q), {
+            const double qv = y * aq;
+            acc += fkl_ce_term(fkl_exp(x + ap), fkl_log(qv));
+            bp += FKL_BAD_LOG(x);
+            bq += FKL_BAD_LIN(y);
+            sum_q += qv;
+        })
         break;
     case FKL_LOG_Q:
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
-                      FKL_CE_BODY(x * ap, y + aq, FKL_BAD_LIN(x), FKL_BAD_LOG(y)))
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq, sum_p), {
+            const double pv = x * ap;
+            acc += fkl_ce_term(pv, y + aq);
+            bp += FKL_BAD_LIN(x);
+            bq += FKL_BAD_LOG(y);
+            sum_p += pv;
+        })
         break;
     default:
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq),
-                      FKL_CE_BODY(fkl_exp(x + ap), y + aq, FKL_BAD_LOG(x), FKL_BAD_LOG(y)))
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, bp, bq), {
+            acc += fkl_ce_term(fkl_exp(x + ap), y + aq);
+            bp += FKL_BAD_LOG(x);
+            bq += FKL_BAD_LOG(y);
+        })
         break;
     }
-#undef FKL_CE_BODY
-    *bad = FKL_BAD_FLAGS(bp, bq);
+    FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
+#endif
 }
 
-/* The four input modes of a two-argument measure, with BODY written in terms
- * of pv, qv (probabilities, normalised) and lr = log(pv/qv), passed as the
- * variadic argument so that it may contain commas. */
-#define FKL_PAIR_MODES(MODE, ...)                                                        \
-    switch ((MODE) & (FKL_LOG_P | FKL_LOG_Q)) {                                           \
-    case 0:                                                                               \
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
-            const double pv = x * ap, qv = y * aq, lr = fkl_log_ratio(pv, qv);            \
-            __VA_ARGS__ bp += FKL_BAD_LIN(x); bq += FKL_BAD_LIN(y); })                           \
-        break;                                                                            \
-    case FKL_LOG_P:                                                                       \
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
-            const double lp = x + ap, pv = fkl_exp(lp), qv = y * aq, lr = lp - fkl_log(qv); \
-            __VA_ARGS__ bp += FKL_BAD_LOG(x); bq += FKL_BAD_LIN(y); })                           \
-        break;                                                                            \
-    case FKL_LOG_Q:                                                                       \
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
-            const double lq = y + aq, pv = x * ap, qv = fkl_exp(lq), lr = fkl_log(pv) - lq; \
-            __VA_ARGS__ bp += FKL_BAD_LIN(x); bq += FKL_BAD_LOG(y); })                           \
-        break;                                                                            \
-    default:                                                                              \
-        FKL_ROW_LOOP2(p, sp, q, sq, n, reduction(+ : acc, bp, bq), {                      \
-            const double lp = x + ap, lq = y + aq, pv = fkl_exp(lp), qv = fkl_exp(lq),    \
-                         lr = lp - lq;                                                    \
-            __VA_ARGS__ bp += FKL_BAD_LOG(x); bq += FKL_BAD_LOG(y); })                           \
-        break;                                                                            \
-    }
-
 /* Symmetric KL  KL(p||q) + KL(q||p) = sum (p - q) log(p/q). */
-static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q,
-                                                 ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
+static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t n, int mode, fkl_rowinfo *info)
 {
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, mode & FKL_LOG_P);
-    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, mode & FKL_LOG_Q);
-    double acc = 0.0, bp = 0.0, bq = 0.0;
-    FKL_PAIR_MODES(mode, {
-        double t = (pv - qv) * lr;
-        t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;      /* as rel_entr */
-        t = ((pv == 0.0) & (qv == 0.0)) ? 0.0 : t;
-        t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
-        acc += t;
+    const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
+    const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
+    double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
+    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
+    (void)bq;
+    if (FKL_IS_FLOAT && (mode & FKL_OUT_F32) && !(mode & (FKL_LOG_P | FKL_LOG_Q))) {
+        /* float32 result: the terms (p - q) log(p/q) are >= 0 and each is
+         * within ~3 float ulps (p - q exact when close, the float log ratio
+         * <= 2 ulp), so float terms summed in double keep ~2e-7. */
+        double lo_p = FKL_INF, lo_q = FKL_INF;
+        FKL_FLOAT_PAIR_FAST(p, ap, q, aq, n, fkl_skl_term_f, 0, acc, sum_p, sum_q, lo_p, lo_q)
+        if (lo_p >= (double)FKL_TINY && lo_q >= (double)FKL_TINY && sum_p < FKL_INF && sum_q < FKL_INF
+            && acc < FKL_INF) {
+            info->bad = 0;
+            info->sum_p = sum_p;
+            info->sum_q = sum_q;
+            return acc;
+        }
+        acc = sum_p = sum_q = 0.0;
+    }
+#if FKL_FAST_ONLY
+    FKL_NOT_HANDLED(info)
+#else
+    FKL_PAIR_MODES(mode, i, n, p, ap, q, aq, reduction(+ : acc, bp, bq, sum_p, sum_q),
+                   pv, qv, lr, bp, bq, sum_p, sum_q, {
+        acc += fkl_skl_term(pv, qv, lr);
     })
-    *bad = FKL_BAD_FLAGS(bp, bq);
+    FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     return acc;
+#endif
 }
 
 /* Jensen-Shannon divergence  (KL(p||m) + KL(q||m)) / 2,  m = (p + q) / 2.
  * Each term x log(x/m) is 0 for x = 0; JS is finite (<= log 2) for
  * probability rows.  Rounding can leave it a few ulp below 0; clamped. */
-static inline double FKL_S(fkl_js_row)(const FKL_T *p, ptrdiff_t sp, const FKL_T *q,
-                                       ptrdiff_t sq, ptrdiff_t n, int mode, int64_t *bad)
+#if !FKL_FAST_ONLY
+static inline double FKL_S(fkl_js_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t n, int mode, fkl_rowinfo *info)
 {
     const int norm = mode & FKL_NORMALIZE;
-    const double ap = FKL_S(fkl_row_scale)(p, sp, n, norm, mode & FKL_LOG_P);
-    const double aq = FKL_S(fkl_row_scale)(q, sq, n, norm, mode & FKL_LOG_Q);
-    double acc = 0.0, bp = 0.0, bq = 0.0;
-    FKL_PAIR_MODES(mode, {
-        const double m = 0.5 * (pv + qv);
-        double tp = pv * fkl_log_ratio(pv, m), tq = qv * fkl_log_ratio(qv, m);
-        tp = (pv == 0.0) ? 0.0 : tp;
-        tq = (qv == 0.0) ? 0.0 : tq;
-        double t = tp + tq;
-        t = ((pv < 0.0) | (qv < 0.0)) ? FKL_INF : t;
-        t = ((pv != pv) | (qv != qv)) ? FKL_NAN : t;
+    const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
+    const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
+    double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
+    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
+    (void)bq;
+    FKL_PAIR_MODES(mode, i, n, p, ap, q, aq, reduction(+ : acc, bp, bq, sum_p, sum_q),
+                   pv, qv, lr, bp, bq, sum_p, sum_q, {
         (void)lr;
-        acc += t;
+        acc += fkl_js_term(pv, qv);
     })
-    *bad = FKL_BAD_FLAGS(bp, bq);
+    FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     acc *= 0.5;
     return (acc < 0.0) ? 0.0 : acc;
 }
-#undef FKL_PAIR_MODES
+#endif /* !FKL_FAST_ONLY */

@@ -1,17 +1,22 @@
 /*
- * One instantiation of the row kernels: fastkl_rows.h defines FKL_T and the
- * per-type macros, includes this file, and this file includes the template
- * bodies and then undefines those macros for the next type.  No include
- * guard on purpose.
+ * One instantiation of the row functions: fastkl_rows.h defines the per-type
+ * macros, includes this file, and this file includes the template bodies and
+ * then undefines those macros for the next type.  No include guard on
+ * purpose.
  */
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
+#include "fastkl_more_impl.h"
+#include "fastkl_kernels_impl.h"
 #undef FKL_T
+#undef FKL_E
+#undef FKL_O
+#undef FKL_LD
 #undef FKL_S
+#undef FKL_IS_FLOAT
 #undef FKL_EXPT
 #undef FKL_EXP_SUM_T
 #undef FKL_EXP_NONPOS_T
-#undef FKL_SUM_T
-#undef FKL_CNT_T
 #undef FKL_LOG_ELEM
 #undef FKL_TINY
+#undef FKL_FAST_ONLY

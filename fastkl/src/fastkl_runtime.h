@@ -17,6 +17,17 @@ static int fkl_omp_in_parallel(void) { return 0; }
 
 static const char *fkl_compiler(void) { return FASTKL_COMPILER; }
 
+/* An atomic add returning the new value, for the count of concurrent calls
+ * (free-threaded Python runs them truly in parallel). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+typedef long fkl_counter;
+static fkl_counter fkl_atomic_add(volatile fkl_counter *p, fkl_counter v) { return _InterlockedExchangeAdd(p, v) + v; }
+#else
+typedef long fkl_counter;
+static fkl_counter fkl_atomic_add(volatile fkl_counter *p, fkl_counter v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
+#endif
+
 /* Feature bits returned by fkl_cpu_features(). */
 #define FKL_CPU_AVX2 1     /* AVX2 + FMA + OS saves YMM */
 #define FKL_CPU_AVX512 2   /* AVX-512 F + DQ + OS saves ZMM/opmask */
