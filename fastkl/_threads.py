@@ -29,11 +29,20 @@ _user_default: int | None = None
 _active_calls = 0
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """Cores this process may run on: its affinity mask, not the machine's total.
+
+    What ``n_threads=-1`` means; ``fastkl bench`` uses it for its default thread count.
+    Public within the package (not exported by :mod:`fastkl`).
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
+
+
+#: The former private name, kept for code that imported it.
+_cpu_count = cpu_count
 
 
 def _check(n_threads, name: str = "n_threads") -> int | None:
@@ -46,7 +55,7 @@ def _check(n_threads, name: str = "n_threads") -> int | None:
     except TypeError:
         raise TypeError(f"{name} must be None, -1 or a positive int, got {n_threads!r}") from None
     if n_threads == -1:
-        return _cpu_count()
+        return cpu_count()
     if n_threads < 1:
         raise ValueError(f"{name} must be None, -1 or a positive int, got {n_threads}")
     return n_threads
