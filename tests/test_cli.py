@@ -71,7 +71,7 @@ def test_version(capsys):
 @pytest.fixture(autouse=True)
 def _no_settle_pauses(monkeypatch):
     """The bench's pauses between libraries matter for timings, not for these tests."""
-    from fastkl import _bench
+    from fastkl.bench import timing as _bench
 
     monkeypatch.setattr(_bench, "SETTLE_S", 0.0)
     monkeypatch.setattr(_bench, "BLAS_SETTLE_S", 0.0)
@@ -118,7 +118,7 @@ def test_bench_small_json(capsys, tmp_path):
 
 def test_bench_cross_entropy_is_the_measure_on_probability_rows(capsys, tmp_path):
     """``cross_entropy`` is the old ``ce`` workload: fastkl.cross_entropy on two probability inputs."""
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     assert _bench.DEFAULT_WORKLOADS == ("entropy", "kl", "cross_entropy")
     assert _bench.BenchOptions().workloads == _bench.DEFAULT_WORKLOADS
@@ -162,7 +162,7 @@ def test_bench_ce_softmax_json(capsys, tmp_path):
 
 
 def test_bench_ce_inputs_and_baselines():
-    from fastkl import _bench, reference
+    from fastkl import bench as _bench, reference
 
     logits, labels = _bench.make_logits(2_100, 7, "float32", seed=3)  # several generator chunks
     assert logits.dtype == np.float32 and logits.shape == (2_100, 7) and logits.flags.c_contiguous
@@ -179,7 +179,7 @@ def test_bench_ce_inputs_and_baselines():
 
 
 def test_bench_ce_default_sizes_skip_large_float64():
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     opts = _bench.BenchOptions(workloads=("kl", "ce"))
     blocks, skipped = _bench.plan(opts)
@@ -223,7 +223,7 @@ def test_bench_usage_errors(capsys, args):
 
 
 def test_bench_baselines_are_sliced_on_large_inputs():
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     # 10^6 rows of 16 bytes is 16 MB of input per 10^6 rows: the limit keeps 64 MiB worth.
     assert _bench.baseline_rows(10**7, 16, 32 * 2**20, full=False) == 4_194_304
@@ -232,7 +232,7 @@ def test_bench_baselines_are_sliced_on_large_inputs():
 
 
 def test_bench_warns_about_openblas_overrides(monkeypatch):
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
