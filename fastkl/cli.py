@@ -6,9 +6,10 @@ Subcommands
     Print :func:`fastkl.show_config`.
 ``fastkl bench [options]``
     Time fastkl against the numpy reference (and SciPy / PyTorch / scikit-learn when
-    installed) and the memory-bandwidth floor; see :mod:`fastkl._bench`.  Workloads
-    ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default)
-    and ``ce`` (softmax cross-entropy of logits with integer labels).
+    installed) and the memory-bandwidth floor; see :mod:`fastkl.bench`.  Workloads
+    ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default),
+    ``ce`` (softmax cross-entropy of logits with integer labels) and ``small`` (time per
+    call of every function at small sizes).
 ``fastkl kl P.npy Q.npy``, ``fastkl ce P.npy Q.npy``, ``fastkl js P.npy Q.npy``, ``fastkl entropy P.npy``
     Compute a measure of ``.npy`` files.  Inputs are memory-mapped
     (``allow_pickle=False``); 2-D inputs reduced along their last axis are processed in
