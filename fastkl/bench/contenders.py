@@ -277,46 +277,63 @@ def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
 # --------------------------------------------------------------------------- scikit-learn (private API)
 
 
-#: A tiny case whose mean softmax cross-entropy scikit-learn must reproduce.
+#: A tiny case whose mean softmax cross-entropy (and gradient) scikit-learn must reproduce.
 _PROBE_LOGITS = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 _PROBE_LABELS = np.array([2, 0])
 
 
-def sklearn_contender(functions: Sequence[Function] | None = None) -> Contender:
-    """scikit-learn's multinomial loss (``ce`` only), or :class:`Unavailable` with the reason.
+def half_multinomial_loss() -> Any:
+    """scikit-learn's private ``HalfMultinomialLoss`` class, checked; else :class:`Unavailable`.
 
     ``sklearn._loss.loss.HalfMultinomialLoss`` is private: it may move, change its
-    signature or its meaning in any release.  So it is imported under a guard and run
-    once on a tiny input against the reference before it is timed.
+    signature or its meaning in any release.  So it is imported under a guard, and its
+    ``loss`` and ``loss_gradient`` are called as the bench and the pytest-benchmark suites
+    call them on a tiny input and compared with the reference before anything is timed.
+    The message of :class:`Unavailable` says which step failed.
     """
-    if functions is not None:
-        raise Unavailable("times the ce workload only")
     try:
         import sklearn
     except Exception as exc:
         raise Unavailable(f"not importable ({exc})") from None
+    version = getattr(sklearn, "__version__", "?")
     try:
         from sklearn._loss.loss import HalfMultinomialLoss
     except Exception as exc:  # a version whose private module moved
-        raise Unavailable(f"scikit-learn {sklearn.__version__} has no private "
-                          f"sklearn._loss.loss.HalfMultinomialLoss ({type(exc).__name__}: {exc})") from None
+        raise Unavailable(f"scikit-learn {version} has no private sklearn._loss.loss.HalfMultinomialLoss "
+                          f"({type(exc).__name__}: {exc})") from None
+    n, n_classes = _PROBE_LOGITS.shape
+    y = _PROBE_LABELS.astype(np.float64)
+    try:
+        fn = HalfMultinomialLoss(n_classes=n_classes)
+        loss = float(np.mean(fn.loss(y_true=y, raw_prediction=_PROBE_LOGITS, n_threads=1)))
+        _, grad = fn.loss_gradient(y_true=y, raw_prediction=_PROBE_LOGITS, n_threads=1)
+    except Exception as exc:  # a changed signature
+        raise Unavailable(f"scikit-learn {version}: HalfMultinomialLoss no longer runs as called here "
+                          f"({type(exc).__name__}: {exc})") from None
+    want, want_grad = _reference.softmax_cross_entropy(_PROBE_LOGITS, _PROBE_LABELS, return_grad=True)
+    # Loose enough for any float64 implementation, tight enough to catch a changed meaning
+    # (a half, a sum instead of a mean, another sign).
+    if not (np.isclose(loss, want, rtol=1e-6, atol=0.0)
+            and np.allclose(np.asarray(grad) / n, want_grad, rtol=1e-6, atol=1e-9)):
+        raise Unavailable(f"scikit-learn {version}: HalfMultinomialLoss gave a mean loss of {loss!r} "
+                          f"for {float(want)!r} (or a different gradient): its meaning changed")
+    return HalfMultinomialLoss
+
+
+def sklearn_contender(functions: Sequence[Function] | None = None) -> Contender:
+    """scikit-learn's multinomial loss (``ce`` only), or :class:`Unavailable` with the reason."""
+    if functions is not None:
+        raise Unavailable("times the ce workload only")
+    loss_class = half_multinomial_loss()
+    import sklearn
 
     def softmax_ce(x: Sequence[np.ndarray], t: int) -> Any:
         logits, labels = x
         # sklearn takes the labels as floats of the logits' dtype (N values: negligible).
-        loss = HalfMultinomialLoss(n_classes=logits.shape[1]).loss(
+        loss = loss_class(n_classes=logits.shape[1]).loss(
             y_true=labels.astype(logits.dtype), raw_prediction=logits, n_threads=t)
         return np.mean(loss, dtype=np.float64)
 
-    try:
-        got = float(softmax_ce((_PROBE_LOGITS, _PROBE_LABELS), 1))
-    except Exception as exc:  # a changed signature
-        raise Unavailable(f"scikit-learn {sklearn.__version__}: HalfMultinomialLoss.loss failed "
-                          f"({type(exc).__name__}: {exc})") from None
-    want = float(_reference.softmax_cross_entropy(_PROBE_LOGITS, _PROBE_LABELS))
-    if not np.isclose(got, want, rtol=1e-9, atol=0.0):
-        raise Unavailable(f"scikit-learn {sklearn.__version__}: HalfMultinomialLoss.loss gave {got!r} "
-                          f"for a mean loss of {want!r}")
     return Contender("sklearn", sklearn.__version__, {"ce": softmax_ce}, threaded=True, spins=True,
                      spellings={"ce": "HalfMultinomialLoss(n_classes).loss(...).mean()"})
 
