@@ -55,6 +55,8 @@ def test_inputs_are_seeded_and_well_formed(shape, dtype):
     assert labels.min() >= 0 and labels.max() < shape[-1]
     _, targets = data.function_inputs("logits,targets", shape, dtype, 5)
     assert set(np.unique(targets)) <= {0.0, 1.0} and targets.dtype == np.dtype(dtype)
+    probs, _ = data.function_inputs("probabilities,targets", shape, dtype, 5)
+    assert np.all(probs >= 0.01) and np.all(probs < 0.99)  # away from BCE's clamped logs
 
 
 def test_logits_do_not_depend_on_the_thread_count(monkeypatch):
@@ -69,7 +71,7 @@ def test_logits_do_not_depend_on_the_thread_count(monkeypatch):
 
 def test_small_functions_exist_in_fastkl_and_the_reference():
     names = [f.name for f in options.SMALL_FUNCTIONS]
-    assert len(set(names)) == len(names) == 11
+    assert len(set(names)) == len(names) == 12
     for f in options.SMALL_FUNCTIONS:
         assert callable(getattr(fastkl, f.name)) and callable(getattr(reference, f.name))
         assert f.inputs in data.INPUT_KINDS

@@ -59,8 +59,16 @@ from .options import (
     Function,
 )
 from .percall import CallRun, run_calls
-from .report import check_output_dir, draw_plot, header, print_call_table, print_table, progress, report, \
-    require_matplotlib
+from .report import (
+    check_output_dir,
+    draw_plot,
+    header,
+    print_call_table,
+    print_table,
+    progress,
+    report,
+    require_matplotlib,
+)
 from .throughput import baseline_rows, plan, run_table, sweep
 from .timing import openblas_warning
 
@@ -132,20 +140,16 @@ def run(opts: BenchOptions, out: TextIO | None = None) -> dict[str, Any]:
         llc = last_level_cache_bytes()
         every = {c.name: c for c in contenders + [c for run_ in calls.values() for c in run_.contenders[1:]]}
         info = machine_info(list(every.values()), llc)
-        results, failed = [], []
-        printed_header = False
+        print(header(info), file=out)
+        results: list = []
+        failed: list[str] = []
         if opts.throughput_workloads:
             results, failed = run_table(opts, contenders, llc)
             names = [c.name for c in contenders if any(c.name in r.baselines for r in results)]
-            print(header(info), file=out)
             print(file=out)
             print_table(results, names, out, skipped + failed)  # before the plot's sweep
-            printed_header = True
-        for workload, call_run in calls.items():
+        for call_run in calls.values():
             run_calls(opts, call_run)
-            if not printed_header:
-                print(header(info), file=out)
-                printed_header = True
             print(file=out)
             print_call_table(call_run, opts, budget, out)
         plot = None

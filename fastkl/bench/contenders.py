@@ -174,6 +174,8 @@ NUMPY_SPELLINGS: dict[str, Spelling] = {
                               "(logsumexp(x) - x[labels]).mean() with the numpy logsumexp"),
     "kl_divergence_logits": (lambda x, t: _np_kl_logits(*x),
                              "lp, lq = log_softmax(a), log_softmax(b); (exp(lp) * (lp - lq)).sum(-1).mean()"),
+    "binary_cross_entropy": (lambda x, t: -(x[1] * np.log(x[0]) + (1 - x[1]) * np.log1p(-x[0])).mean(),
+                             "-(y * log(p) + (1 - y) * log1p(-p)).mean()"),
     "binary_cross_entropy_with_logits": (
         lambda x, t: (np.maximum(x[0], 0) - x[0] * x[1] + np.log1p(np.exp(-np.abs(x[0])))).mean(),
         "(max(x, 0) - x * y + log1p(exp(-|x|))).mean()"),
@@ -216,6 +218,8 @@ def scipy_contender(functions: Sequence[Function] | None = None) -> Contender:
         "softmax_cross_entropy": (lambda x, t: np.mean(sp.logsumexp(x[0], axis=-1) - _take_labels(*x)),
                                   "mean(scipy.special.logsumexp(x, axis=-1) - x[labels])"),
         "kl_divergence_logits": (lambda x, t: kl_logits(*x), "scipy.special.log_softmax of both, then as numpy"),
+        "binary_cross_entropy": (lambda x, t: -np.mean(sp.xlogy(x[1], x[0]) + sp.xlog1py(1 - x[1], -x[0])),
+                                 "-mean(xlogy(y, p) + xlog1py(1 - y, -p))"),
         "binary_cross_entropy_with_logits": (
             lambda x, t: -np.mean(x[1] * sp.log_expit(x[0]) + (1 - x[1]) * sp.log_expit(-x[0])),
             "-mean(y * log_expit(x) + (1 - y) * log_expit(-x))"),
@@ -266,6 +270,7 @@ def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
             lambda x, t: F.kl_div(F.log_softmax(x[1], -1), F.log_softmax(x[0], -1), reduction="none",
                                   log_target=True).sum(-1).mean(),
             "F.kl_div(F.log_softmax(b), F.log_softmax(a), log_target=True, reduction='none').sum(-1).mean()"),
+        "binary_cross_entropy": (lambda x, t: F.binary_cross_entropy(x[0], x[1]), "F.binary_cross_entropy(p, y)"),
         "binary_cross_entropy_with_logits": (lambda x, t: F.binary_cross_entropy_with_logits(x[0], x[1]),
                                              "F.binary_cross_entropy_with_logits(x, y)"),
     }

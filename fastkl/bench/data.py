@@ -7,7 +7,8 @@ every benchmark of a function sees the same kind of data:
   (every log finite: every implementation takes its common path);
 * :func:`logits` / :func:`make_logits`: standard normal logits times 3 (a trained
   classifier's spread), with uniform int64 labels;
-* :func:`binary_targets`: 0/1 targets for binary cross-entropy;
+* :func:`binary_targets`: 0/1 targets for binary cross-entropy, :func:`probabilities`
+  its predicted probabilities;
 * :func:`function_inputs`: what a function of a per-call workload is called on, by the
   input kind its :class:`~fastkl.bench.options.Function` names (:data:`INPUT_KINDS`).
 
@@ -145,6 +146,22 @@ def binary_targets(shape: Shape, dtype: str, seed: Seed, rate: float = POSITIVE_
     return (rng.random(shape) < rate).astype(np.dtype(dtype))
 
 
+def probabilities(shape: Shape, dtype: str, seed: Seed) -> np.ndarray:
+    """Independent predicted probabilities in [0.01, 0.99): away from 0 and 1, where the
+    logs of binary cross-entropy are clamped (fastkl, PyTorch) or infinite (plain numpy)."""
+    rng = np.random.default_rng(_seq(seed))
+    p = rng.random(shape, dtype=np.dtype(dtype))
+    p *= 0.98
+    p += 0.01
+    return p
+
+
+def probabilities_and_targets(shape: Shape, dtype: str, seed: Seed) -> Inputs:
+    """:func:`probabilities` and :func:`binary_targets` of the same shape, from two spawned seeds."""
+    prob_seed, target_seed = _seq(seed).spawn(2)
+    return probabilities(shape, dtype, prob_seed), binary_targets(shape, dtype, target_seed)
+
+
 def logits_and_targets(shape: Shape, dtype: str, seed: Seed) -> Inputs:
     """:func:`logits` and :func:`binary_targets` of the same shape, from two spawned seeds."""
     logit_seed, target_seed = _seq(seed).spawn(2)
@@ -159,6 +176,7 @@ INPUT_KINDS: dict[str, Callable[[Shape, str, Seed], Inputs]] = {
     "logits,labels": logits_and_labels,
     "logits,logits": logit_pair,
     "logits,targets": logits_and_targets,
+    "probabilities,targets": probabilities_and_targets,
 }
 
 

@@ -104,8 +104,10 @@ class PerCallWorkload:
     fill_shape: Shape
 
 
-#: Every function of the library with a row-wise or elementwise kernel, in table order.
-#: Losses keep their defaults (``reduction="mean"``), as torch's do.
+#: Every function of the library with a row-wise or elementwise kernel, in table order
+#: (one line each: a new one needs only its input kind in :data:`fastkl.bench.data.INPUT_KINDS`;
+#: baselines without a spelling for it show ``-``).  Losses keep their defaults
+#: (``reduction="mean"``), as torch's do.
 SMALL_FUNCTIONS = (
     Function("entropy", "p"),
     Function("kl_divergence", "p,q"),
@@ -117,6 +119,7 @@ SMALL_FUNCTIONS = (
     Function("softmax", "logits"),
     Function("softmax_cross_entropy", "logits,labels"),
     Function("kl_divergence_logits", "logits,logits"),
+    Function("binary_cross_entropy", "probabilities,targets"),
     Function("binary_cross_entropy_with_logits", "logits,targets"),
 )
 #: 1-D 10 (a single distribution: call overhead), 100 x 100 (fits in L1/L2), 1000 x 100.

@@ -11,7 +11,7 @@ reference's.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -91,8 +91,9 @@ class CallRun:
         return cls(workload, [fastkl_contender(functions), *baselines], skipped)
 
 
-def _time(c: Contender, key: str, inputs: Sequence[np.ndarray], threads: int, opts: BenchOptions) -> tuple[Timing,
-                                                                                                            Any]:
+def _time(c: Contender, key: str, inputs: Sequence[np.ndarray], threads: int,
+          opts: BenchOptions) -> tuple[Timing, Any]:
+    """Time ``c``'s ``key`` per call; return the timing and the warm-up call's values."""
     converted = [c.convert(a) for a in inputs]  # outside the timed call (torch.from_numpy shares memory)
     fn = c.funcs[key]
     with c.thread_limit(threads):
@@ -100,7 +101,9 @@ def _time(c: Contender, key: str, inputs: Sequence[np.ndarray], threads: int, op
                                 spins=c.spins)
 
 
-def _cases(opts: BenchOptions, functions: Sequence[Function], shapes: Sequence[Shape]):
+def _cases(opts: BenchOptions, functions: Sequence[Function],
+           shapes: Sequence[Shape]) -> Iterator[tuple[Function, Shape, str]]:
+    """The table's order: function, then shape, then dtype."""
     for f in functions:
         for shape in shapes:
             for dtype in opts.dtypes:

@@ -16,8 +16,18 @@ import numpy as np
 
 from . import data, timing
 from .contenders import Contender, fastkl_contender
-from .options import ARITY, CE_LARGE_DTYPES, CE_RTOL, LOGIT_WORKLOADS, MEASURE_WORKLOADS, MIN_BASELINE_BYTES, \
-    PLOT_COLS, PLOT_MIN_BYTES, SLOW_REPEAT, BenchOptions
+from .options import (
+    ARITY,
+    CE_LARGE_DTYPES,
+    CE_RTOL,
+    LOGIT_WORKLOADS,
+    MEASURE_WORKLOADS,
+    MIN_BASELINE_BYTES,
+    PLOT_COLS,
+    PLOT_MIN_BYTES,
+    SLOW_REPEAT,
+    BenchOptions,
+)
 from .report import progress
 from .timing import Timing
 
@@ -258,8 +268,8 @@ class _Runner:
         return out
 
 
-def run_table(opts: BenchOptions, contenders: Sequence[Contender], llc: int | None) -> tuple[list[CaseResult],
-                                                                                             list[str]]:
+def run_table(opts: BenchOptions, contenders: Sequence[Contender],
+              llc: int | None) -> tuple[list[CaseResult], list[str]]:
     """Every throughput case of ``opts`` in table order, and a note per baseline that failed."""
     runner = _Runner(opts, contenders, llc)
     return runner.table(), runner.failed
