@@ -119,7 +119,8 @@ def _fake_sklearn(monkeypatch, loss_class=None, version="9.9"):
     sk.__version__ = version
     monkeypatch.setitem(sys.modules, "sklearn", sk)
     if loss_class is None:
-        monkeypatch.setitem(sys.modules, "sklearn._loss", None)  # the private module moved
+        for name in ("sklearn._loss", "sklearn._loss.loss"):  # the private module moved
+            monkeypatch.setitem(sys.modules, name, None)
         return
     private, loss = types.ModuleType("sklearn._loss"), types.ModuleType("sklearn._loss.loss")
     loss.HalfMultinomialLoss = loss_class
