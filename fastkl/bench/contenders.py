@@ -32,7 +32,7 @@ import numpy as np
 import fastkl
 from fastkl import reference as _reference
 
-from .options import Function
+from .options import SMALL_FUNCTIONS, Function
 
 Call = Callable[[Sequence[Any], int], Any]
 #: A baseline's version of a function: the call ``f(inputs, threads)`` and its text.
@@ -111,8 +111,8 @@ def _library_calls(module: Any, functions: Sequence[Function], threaded: bool) -
     return calls
 
 
-#: The throughput workloads' functions, as per-call functions (for fastkl and the reference).
-_THROUGHPUT_AS_FUNCTIONS = tuple(Function(name, "") for name in dict.fromkeys(THROUGHPUT_FUNCTIONS.values()))
+#: The throughput workloads' functions, as the small workload's table has them.
+_THROUGHPUT_AS_FUNCTIONS = tuple(f for f in SMALL_FUNCTIONS if f.key in THROUGHPUT_FUNCTIONS.values())
 
 
 def fastkl_contender(functions: Sequence[Function] | None = None) -> Contender:
