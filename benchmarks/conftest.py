@@ -10,6 +10,9 @@ CI runs the suites with ``--benchmark-disable`` so they never rot: each
 benchmarked call then runs once, on shapes scaled down (:data:`SMOKE_SHAPES`) so
 the whole directory takes seconds, and every result is still checked against
 :mod:`fastkl.reference`.
+
+Every suite draws its inputs from :mod:`fastkl.bench.data`, the generators of
+``fastkl bench``: the same kinds of data in both.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Callable
 
 import numpy as np
 import pytest
+
+from fastkl.bench import data
+from fastkl.bench.options import SEED
 
 if importlib.util.find_spec("pytest_benchmark") is None:
     # Without the plugin there is no `benchmark` fixture: skip the suites rather than
@@ -33,8 +39,6 @@ FULL_SHAPES = {"small": (1_000, 100), "tall": (100_000, 100), "wide": (100, 100_
 #: (still multi-row, with columns that leave SIMD remainders).
 SMOKE_SHAPES = {"small": (50, 20), "tall": (400, 7), "wide": (3, 1_001)}
 
-SEED = 20_240_601
-
 
 @pytest.fixture(scope="session")
 def smoke(request: pytest.FixtureRequest) -> bool:
@@ -47,6 +51,7 @@ def smoke(request: pytest.FixtureRequest) -> bool:
 def rows(smoke: bool) -> Callable[[str, str, int], tuple[np.ndarray, ...]]:
     """``rows(shape_name, dtype, n)``: ``n`` arrays of random probability rows, cached.
 
+    From :func:`fastkl.bench.data.probability_rows`, the generator ``fastkl bench`` uses.
     Cached for the session because the big shapes cost more to generate than to
     benchmark, and every fastkl / reference / SciPy benchmark of a group must see the
     same inputs.
@@ -57,13 +62,7 @@ def rows(smoke: bool) -> Callable[[str, str, int], tuple[np.ndarray, ...]]:
     def get(shape_name: str, dtype: str, n: int) -> tuple[np.ndarray, ...]:
         key = (shape_name, dtype)
         if key not in cache:
-            rng = np.random.default_rng(SEED)
-            arrays = []
-            for _ in range(2):
-                a = 1 - rng.random(shapes[shape_name], dtype=np.dtype(dtype))  # in (0, 1]: no zeros
-                a /= a.sum(axis=1, keepdims=True)
-                arrays.append(a)
-            cache[key] = tuple(arrays)
+            cache[key] = data.probability_rows(shapes[shape_name], dtype, 2, SEED)
         return cache[key][:n]
 
     return get

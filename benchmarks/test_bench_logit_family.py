@@ -23,6 +23,7 @@ import pytest
 
 import fastkl
 from fastkl import reference
+from fastkl.bench import data
 
 FULL_SHAPES = {"lm": (200, 50_257), "tall": (100_000, 100)}
 SMOKE_SHAPES = {"lm": (8, 1_001), "tall": (300, 10)}
@@ -37,13 +38,11 @@ def _inputs(shape: str, smoke: bool) -> dict[str, np.ndarray]:
     """float32 logits a, b, probability rows t and binary targets y, once per shape."""
     key = (shape, smoke)
     if key not in _data:
-        n, c = (SMOKE_SHAPES if smoke else FULL_SHAPES)[shape]
-        rng = np.random.default_rng(SEED)
-        a = rng.standard_normal((n, c), dtype=np.float32) * np.float32(3.0)
-        b = rng.standard_normal((n, c), dtype=np.float32) * np.float32(3.0)
-        t = rng.random((n, c), dtype=np.float32)
-        t /= t.sum(axis=1, keepdims=True)
-        y = (rng.random((n, c)) < 0.3).astype(np.float32)
+        shape_nc = (SMOKE_SHAPES if smoke else FULL_SHAPES)[shape]
+        logit_seed, prob_seed, target_seed = np.random.SeedSequence(SEED).spawn(3)
+        a, b = data.logit_pair(shape_nc, "float32", logit_seed)
+        [t] = data.probability_rows(shape_nc, "float32", 1, prob_seed)
+        y = data.binary_targets(shape_nc, "float32", target_seed)
         _data[key] = {"a": a, "b": b, "t": t, "y": y}
     return _data[key]
 

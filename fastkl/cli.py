@@ -6,9 +6,10 @@ Subcommands
     Print :func:`fastkl.show_config`.
 ``fastkl bench [options]``
     Time fastkl against the numpy reference (and SciPy / PyTorch / scikit-learn when
-    installed) and the memory-bandwidth floor; see :mod:`fastkl._bench`.  Workloads
-    ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default)
-    and ``ce`` (softmax cross-entropy of logits with integer labels).
+    installed) and the memory-bandwidth floor; see :mod:`fastkl.bench`.  Workloads
+    ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default),
+    ``ce`` (softmax cross-entropy of logits with integer labels) and ``small`` (time per
+    call of every function at small sizes).
 ``fastkl kl P.npy Q.npy``, ``fastkl ce P.npy Q.npy``, ``fastkl js P.npy Q.npy``, ``fastkl entropy P.npy``
     Compute a measure of ``.npy`` files.  Inputs are memory-mapped
     (``allow_pickle=False``); 2-D inputs reduced along their last axis are processed in
@@ -93,7 +94,10 @@ def _positive_int(text: str) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from . import _bench, _dispatch
+    from . import _dispatch, bench
+
+    def shapes(sizes: Sequence[Sequence[int]]) -> str:
+        return " and ".join("x".join(map(str, s)) if len(s) > 1 else f"1-D {s[0]}" for s in sizes)
 
     p = sub.add_parser(
         "bench",
@@ -102,39 +106,44 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "Time fastkl against fastkl.reference (and SciPy / PyTorch / scikit-learn when installed) "
             "and the memory-bandwidth floor on synthetic data. Workloads: entropy, kl and cross_entropy "
             "(the measures on probability rows; without options: float32 and float64 at "
-            f"{' and '.join(f'{r}x{c}' for r, c in _bench.DEFAULT_SIZES)}) and ce (softmax_cross_entropy "
+            f"{shapes(bench.DEFAULT_SIZES)}) and ce (softmax_cross_entropy "
             "of standard normal x 3 logits with integer labels, mean reduction, against SciPy's "
             "logsumexp, torch.nn.functional.cross_entropy and sklearn's HalfMultinomialLoss; by default "
-            f"at {' and '.join(f'{r}x{c}' for r, c in _bench.CE_DEFAULT_SIZES)}, the large size in "
-            f"{'/'.join(_bench.CE_LARGE_DTYPES)} only). "
+            f"at {shapes(bench.CE_DEFAULT_SIZES)}, the large size in "
+            f"{'/'.join(bench.CE_LARGE_DTYPES)} only); small (time per call of each of "
+            f"{', '.join(f.key for f in bench.SMALL_FUNCTIONS)} at {shapes(bench.SMALL_SHAPES)}, against "
+            "the reference, the plain numpy formula, SciPy and PyTorch; each sample lasts at least "
+            f"{bench.AUTORANGE_S * 1e3:g} ms). "
             "Progress goes to stderr, the table to stdout."
         ),
     )
-    p.add_argument("--workload", type=_choice_list(_bench.WORKLOADS), default=_bench.DEFAULT_WORKLOADS,
+    p.add_argument("--workload", type=_choice_list(bench.WORKLOADS), default=bench.DEFAULT_WORKLOADS,
                    metavar="W[,W...]",
-                   help=f"comma-separated workloads from {','.join(_bench.WORKLOADS)} "
-                        f"(default: {','.join(_bench.DEFAULT_WORKLOADS)})")
+                   help=f"comma-separated workloads from {','.join(bench.WORKLOADS)} "
+                        f"(default: {','.join(bench.DEFAULT_WORKLOADS)})")
     p.add_argument("--rows", type=_positive_int, metavar="N",
-                   help="rows of a single size to run instead of each workload's two defaults "
-                        "(default with --cols: 1000)")
+                   help="rows of a single size to run instead of each workload's defaults "
+                        "(default with --cols: 1000, 100 for small)")
     p.add_argument("--cols", type=_positive_int, metavar="K",
-                   help="columns (classes for ce) of a single size to run instead of each workload's two "
+                   help="columns (classes for ce) of a single size to run instead of each workload's "
                         "defaults (default with --rows: 100, 1000 for ce)")
-    p.add_argument("--dtype", type=_choice_list(_bench.DTYPES), default=_bench.DTYPES, metavar="D[,D...]",
+    p.add_argument("--dtype", type=_choice_list(bench.DTYPES), default=bench.DTYPES, metavar="D[,D...]",
                    help="comma-separated dtypes (default: float32,float64)")
     p.add_argument("--threads", type=_int_list, default=None, metavar="T[,T...]",
                    help="comma-separated thread counts, -1 for all cores (default: all cores)")
-    p.add_argument("--repeat", type=_positive_int, default=_bench.DEFAULT_REPEAT, metavar="R",
-                   help="timed calls per measurement after one warm-up; the median is reported "
-                        f"(default {_bench.DEFAULT_REPEAT}; at most {_bench.SLOW_REPEAT} for baselines "
-                        f"slower than {_bench.SLOW_CALL_S} s a call)")
+    p.add_argument("--repeat", type=_positive_int, default=bench.DEFAULT_REPEAT, metavar="R",
+                   help="timed calls per measurement after one warm-up (timed samples of many calls for "
+                        "small); the median is reported "
+                        f"(default {bench.DEFAULT_REPEAT}; at most {bench.SLOW_REPEAT} for baselines "
+                        f"slower than {bench.SLOW_CALL_S} s a call)")
     p.add_argument("--simd", choices=_dispatch.ALL_LEVELS, metavar="LEVEL",
                    help=f"run fastkl's kernels of this SIMD level ({', '.join(_dispatch.ALL_LEVELS)})")
     p.add_argument("--json", metavar="FILE", help="also write every number and the machine's description as JSON")
     p.add_argument("--plot", metavar="FILE", help="also write a GB/s vs input size plot (PNG) for the first "
-                                                  "workload and dtype (GB/s of logits for ce; needs matplotlib)")
-    p.add_argument("--plot-max-bytes", type=_positive_int, metavar="BYTES", default=_bench.PLOT_MAX_BYTES,
-                   help=f"largest input size of the plot in bytes (default {_bench.PLOT_MAX_BYTES})")
+                                                  "workload and dtype (GB/s of logits for ce; needs matplotlib; "
+                                                  "not for small)")
+    p.add_argument("--plot-max-bytes", type=_positive_int, metavar="BYTES", default=bench.PLOT_MAX_BYTES,
+                   help=f"largest input size of the plot in bytes (default {bench.PLOT_MAX_BYTES})")
     p.add_argument("--full-baselines", action="store_true",
                    help="time the baselines on every row (by default they see at most max(64 MiB, "
                         "2 x last-level cache) of input and their time is scaled to all rows)")
@@ -204,11 +213,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _bench_options(args: argparse.Namespace) -> Any:
-    from . import _bench
+    from . import bench
 
-    cores = _bench.cpu_count()
+    cores = bench.cpu_count()
     threads = tuple(cores if t == -1 else t for t in (args.threads or (cores,)))
-    return _bench.BenchOptions(
+    return bench.BenchOptions(
         workloads=args.workload, dtypes=args.dtype, rows=args.rows, cols=args.cols, threads=threads,
         repeat=args.repeat,
         simd=args.simd, json_path=args.json, plot_path=args.plot, plot_max_bytes=args.plot_max_bytes,
@@ -217,9 +226,9 @@ def _bench_options(args: argparse.Namespace) -> Any:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import _bench  # only bench needs it (and it imports the reference module)
+    from . import bench  # only bench needs it (and it imports the reference module)
 
-    _bench.run(_bench_options(args), out=sys.stdout)
+    bench.run(_bench_options(args), out=sys.stdout)
     return 0
 
 

@@ -71,7 +71,7 @@ def test_version(capsys):
 @pytest.fixture(autouse=True)
 def _no_settle_pauses(monkeypatch):
     """The bench's pauses between libraries matter for timings, not for these tests."""
-    from fastkl import _bench
+    from fastkl.bench import timing as _bench
 
     monkeypatch.setattr(_bench, "SETTLE_S", 0.0)
     monkeypatch.setattr(_bench, "BLAS_SETTLE_S", 0.0)
@@ -118,7 +118,7 @@ def test_bench_small_json(capsys, tmp_path):
 
 def test_bench_cross_entropy_is_the_measure_on_probability_rows(capsys, tmp_path):
     """``cross_entropy`` is the old ``ce`` workload: fastkl.cross_entropy on two probability inputs."""
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     assert _bench.DEFAULT_WORKLOADS == ("entropy", "kl", "cross_entropy")
     assert _bench.BenchOptions().workloads == _bench.DEFAULT_WORKLOADS
@@ -162,7 +162,7 @@ def test_bench_ce_softmax_json(capsys, tmp_path):
 
 
 def test_bench_ce_inputs_and_baselines():
-    from fastkl import _bench, reference
+    from fastkl import bench as _bench, reference
 
     logits, labels = _bench.make_logits(2_100, 7, "float32", seed=3)  # several generator chunks
     assert logits.dtype == np.float32 and logits.shape == (2_100, 7) and logits.flags.c_contiguous
@@ -179,7 +179,7 @@ def test_bench_ce_inputs_and_baselines():
 
 
 def test_bench_ce_default_sizes_skip_large_float64():
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     opts = _bench.BenchOptions(workloads=("kl", "ce"))
     blocks, skipped = _bench.plan(opts)
@@ -223,7 +223,7 @@ def test_bench_usage_errors(capsys, args):
 
 
 def test_bench_baselines_are_sliced_on_large_inputs():
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     # 10^6 rows of 16 bytes is 16 MB of input per 10^6 rows: the limit keeps 64 MiB worth.
     assert _bench.baseline_rows(10**7, 16, 32 * 2**20, full=False) == 4_194_304
@@ -232,7 +232,7 @@ def test_bench_baselines_are_sliced_on_large_inputs():
 
 
 def test_bench_warns_about_openblas_overrides(monkeypatch):
-    from fastkl import _bench
+    from fastkl import bench as _bench
 
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
@@ -268,6 +268,79 @@ def test_bench_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     assert cli.main(["bench", "--rows", "4", "--cols", "4", "--plot", str(tmp_path / "x.png")]) == 1
     assert "matplotlib" in capsys.readouterr().err
+
+
+SMALL_FUNCTIONS = ("entropy", "kl_divergence", "cross_entropy", "symmetric_kl", "js_divergence", "logsumexp",
+                   "log_softmax", "softmax", "softmax_cross_entropy", "kl_divergence_logits",
+                   "binary_cross_entropy", "binary_cross_entropy_with_logits")
+
+
+@pytest.fixture
+def tiny_autorange(monkeypatch):
+    """Per-call samples of >= 0.1 ms instead of 20 ms: these tests check the tables, not the times."""
+    from fastkl.bench import options
+
+    monkeypatch.setattr(options, "AUTORANGE_S", 1e-4)
+
+
+def test_bench_small(capsys, tmp_path, tiny_autorange):
+    path = tmp_path / "small.json"
+    assert cli.main(["bench", "--workload", "small", "--repeat", "1", "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("function"))
+    for column in ("dtype", "shape", "thr", "fastkl", "reference", "numpy", "speed-up"):
+        assert column in header.split()
+    if importlib.util.find_spec("scipy") is not None:
+        assert "scipy" in header.split()
+    rows = [line.split()[:4] for line in lines if line.split()[:1] and line.split()[0] in SMALL_FUNCTIONS]
+    assert rows == [[f, d, s, "1"] for f in SMALL_FUNCTIONS for s in ("10", "100x100", "1000x100")
+                    for d in ("float32", "float64")]
+    assert "time per call" in out and "numpy: the plain formula" in out and "WARNING" not in out
+    assert not any(line.startswith("workload") for line in lines)  # no throughput table
+
+    report = json.loads(path.read_text())
+    assert report["results"] == [] and report["options"]["sizes"] == {"small": [[10], [100, 100], [1000, 100]]}
+    small = report["per_call"]["small"]
+    assert len(small["results"]) == 72 and small["failed"] == []
+    for r in small["results"]:
+        assert r["agrees_with_reference"] is True, r
+        assert r["fastkl"]["median_s"] > 0 and r["fastkl"]["calls_per_sample"] >= 1
+        assert {"reference", "numpy"} <= r["baselines"].keys()
+        assert all(b["speedup"] > 0 for b in r["baselines"].values())
+    assert set(small["expressions"]["numpy"]) == set(SMALL_FUNCTIONS)
+    assert small["expressions"]["numpy"]["kl_divergence"] == "(p * np.log(p / q)).sum(-1)"
+
+
+def test_bench_small_with_a_throughput_workload(capsys, tmp_path, tiny_autorange):
+    """--rows/--cols give the per-call workload one size too; both tables are printed, in order."""
+    path = tmp_path / "both.json"
+    assert cli.main(["bench", "--workload", "kl,small", "--rows", "6", "--cols", "5", "--dtype", "float64",
+                     "--repeat", "1", "--threads", "1", "--json", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith(("workload", "function"))]
+    assert [lines[i].split()[0] for i in headers] == ["workload", "function"]
+    assert [line.split()[:3] for line in lines if line.startswith("kl ")] == [["kl", "float64", "6x5"]]
+    assert [line.split()[2] for line in lines if line.split()[:1] == ["softmax"]] == ["6x5"]
+    report = json.loads(path.read_text())
+    assert len(report["results"]) == 1 and len(report["per_call"]["small"]["results"]) == len(SMALL_FUNCTIONS)
+
+
+def test_bench_help_lists_small(capsys):
+    assert cli.main(["bench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "small" in text and "binary_cross_entropy_with_logits" in text and "1-D 10" in text
+
+
+def test_bench_small_cannot_plot(capsys, tmp_path):
+    assert cli.main(["bench", "--workload", "small", "--plot", str(tmp_path / "x.png")]) == 1
+    assert "throughput workload" in capsys.readouterr().err
+
+
+def test_python_m_fastkl_bench_help():
+    done = subprocess.run([sys.executable, "-m", "fastkl.bench", "--help"], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=60)
+    assert done.returncode == 0 and "--workload" in done.stdout
 
 
 # --------------------------------------------------------------------------- file measures
