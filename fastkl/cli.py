@@ -59,7 +59,7 @@ Exit codes
 0
     Success; also when standard output is a pipe closed early by its reader
     (``fastkl kl p.npy q.npy -o - | head -c 10``): the rest of the output is
-    discarded quietly, as ripgrep does (``yes`` dies of SIGPIPE instead, 141).
+    discarded quietly (``yes`` dies of SIGPIPE instead: 141 under pipefail).
 1
     An error from the library or the files: a missing or unreadable file, a file
     that is not one of the formats read, a missing ``--key``, invalid values (e.g.

@@ -770,6 +770,10 @@ def test_zarr_array_and_group(zarr_module, tmp_path, capsys):
     assert cli.main(["softmax-ce", run, run, "--key", "logits", "--key", "labels", "--chunk-rows", "7"]) == 0
     np.testing.assert_allclose(float(capsys.readouterr().out), expected, rtol=1e-6)
 
+    # an empty NAME is none: the bare array first, then the group's labels
+    assert cli.main(["softmax-ce", str(tmp_path / "logits.zarr"), run, "--key", "", "--key", "labels"]) == 0
+    np.testing.assert_allclose(float(capsys.readouterr().out), expected, rtol=1e-6)
+
     assert cli.main(["softmax-ce", run, run]) == 1
     assert "holds 2 arrays (labels, logits); choose one with --key" in _one_error_line(capsys)
     assert cli.main(["softmax-ce", str(tmp_path / "logits.zarr"), str(tmp_path / "labels.npy"),
