@@ -10,51 +10,99 @@ Subcommands
     ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default),
     ``ce`` (softmax cross-entropy of logits with integer labels) and ``small`` (time per
     call of every function at small sizes).
-``fastkl kl P.npy Q.npy``, ``fastkl ce P.npy Q.npy``, ``fastkl js P.npy Q.npy``, ``fastkl entropy P.npy``
-    Compute a measure of ``.npy`` files.  Inputs are memory-mapped
-    (``allow_pickle=False``); 2-D inputs reduced along their last axis are processed in
-    row chunks (about 64 MiB of input each, ``--chunk-rows`` to choose), so memory use
-    stays bounded whatever the file size.  The per-row result goes to ``-o OUT.npy``, or
-    is printed (one value a line) when it is small; a ``--reduction sum|mean`` scalar is
-    printed.
+``fastkl kl|ce|js P Q``, ``fastkl entropy P``, ``fastkl softmax-ce LOGITS LABELS``
+    File commands: :func:`fastkl.kl_divergence`, :func:`fastkl.cross_entropy`,
+    :func:`fastkl.js_divergence`, :func:`fastkl.entropy` and
+    :func:`fastkl.softmax_cross_entropy` of arrays in files, with the functions'
+    keywords as options.  Each command is one row of :data:`COMMANDS`.
+
+File commands
+-------------
+Inputs
+    A ``.npy`` file (never unpickled: ``allow_pickle=False``), a member of an
+    ``.npz`` archive, or a Zarr array (with the optional ``zarr`` package).
+    ``--key NAME`` picks the member / the array inside a Zarr group; it is needed
+    when an archive holds several arrays.  Given once it applies to every .npz/Zarr
+    input; to give each its own, repeat it once per .npz/Zarr input, in order
+    (``--key logits --key labels``).  An empty NAME means none (a bare Zarr array).
+Chunks
+    Inputs whose reduced axis is the last are processed in row chunks (slices
+    along the first axis), so that the data held at once -- each chunk of every
+    input, the per-row results and the library's temporaries -- stays within
+    ``--memory`` (default 512MB; the interpreter, numpy and fastkl add about
+    40 MB).  A C-ordered .npy file or uncompressed .npz member is memory-mapped a
+    chunk at a time and unmapped after it, so mapped pages never accumulate in the
+    resident set; a 2-D Fortran-ordered one is read column by column into a
+    reused buffer; a compressed .npz member is decompressed in order into a
+    reused buffer; a Zarr array is read a slice at a time (zarr decompresses whole
+    Zarr chunks, and chunk sizes are rounded to its chunk rows).  ``--chunk-rows``
+    overrides the row count.  Other layouts -- another ``--axis``, inputs that
+    broadcast in other ways, a Fortran-ordered compressed member -- are computed
+    in one call on the whole (memory-mapped where possible) arrays.
+Results
+    Per-row values (``--reduction none``) are streamed to ``-o OUT.npy``, or
+    printed one a line when there are at most :data:`MAX_PRINTED`; a ``sum`` or
+    ``mean`` is printed or saved as a 0-d array.  Chunk results combine as sums
+    and counts: ``softmax-ce``'s mean divides the total by the sum of the weights
+    of the non-ignored labels (NaN when every row is ignored).  ``-o -`` writes
+    the ``.npy`` (header and data) to standard output, refusing a terminal.  An
+    output file is written under a temporary name beside it (``.fastkl-*.tmp``)
+    with the permissions a plain write gives (``0o666`` less the umask, or the
+    mode of the file it replaces) and renamed when complete.
+Progress
+    Rows done, GB/s and time left on stderr, redrawn at most 10 times a second,
+    when stderr is a terminal (``--progress`` / ``--no-progress`` to force), then
+    a summary line: rows, input bytes, seconds and GB/s of the chunk loop alone
+    (opening files excluded), chunks.
 
 Exit codes
 ----------
 0
-    Success.
+    Success; also when standard output is a pipe closed early by its reader
+    (``fastkl kl p.npy q.npy -o - | head -c 10``): the rest of the output is
+    discarded quietly (``yes`` dies of SIGPIPE instead: 141 under pipefail).
 1
-    An error from the library or the files: a missing or unreadable file, a file that
-    is not a ``.npy`` array, invalid values (e.g. negative probabilities), shapes that do
-    not broadcast, ``--base 1``, a ``--simd`` level this CPU cannot run, ``--plot``
-    without matplotlib.  One line ``fastkl: error: ...`` on stderr, no traceback.
+    An error from the library or the files: a missing or unreadable file, a file
+    that is not one of the formats read, a missing ``--key``, invalid values (e.g.
+    negative probabilities, labels out of range), shapes that do not broadcast,
+    ``--base 1``, a missing output folder, a ``--simd`` level this CPU cannot run,
+    ``--plot`` without matplotlib.  One line ``fastkl: error: ...`` on stderr, no
+    traceback.  Row numbers in messages count from the start of the file.
 2
-    A usage error caught by argparse: an unknown option or subcommand, a missing file
-    argument, a non-number where a number is expected, or a value outside a fixed set
-    of choices such as ``--reduction avg``.
+    A usage error: one caught by argparse (an unknown option or subcommand, a
+    missing file argument, a non-number where a number is expected, a bad
+    ``--memory`` size, a value outside a fixed set of choices such as
+    ``--reduction avg``), or ``--key`` given a number of times that matches neither
+    one nor the .npz/Zarr inputs.
+130
+    Interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import re
 import sys
-import tempfile
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 import fastkl
 
-#: Target input bytes per chunk for the file commands: big enough that per-call
-#: overhead vanishes, small enough to bound memory.
-CHUNK_BYTES = 64 * 2**20
+from . import _files
+
 #: Largest per-row result printed to stdout; bigger ones need ``-o``.
 MAX_PRINTED = 10_000
+#: ``--memory`` default: the data a file command holds at once, in bytes.
+DEFAULT_MEMORY = 512 * 10**6
 
-# subcommand -> (fastkl function name, number of input files)
-_MEASURES = {"kl": ("kl_divergence", 2), "ce": ("cross_entropy", 2), "entropy": ("entropy", 1),
-             "js": ("js_divergence", 2)}
+
+class UsageError(Exception):
+    """A command line that cannot be run whatever the files hold (exit status 2)."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -150,40 +198,201 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_bench)
 
 
-def _add_measure(sub: argparse._SubParsersAction, command: str) -> None:
-    name, n_files = _MEASURES[command]
+
+
+def _memory_size(text: str) -> int:
+    """argparse type of ``--memory``: a size such as ``512MB`` or ``2GiB``."""
+    try:
+        return _files.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- file commands: the table
+
+
+@dataclass(frozen=True)
+class Input:
+    """A positional array argument of a file command.
+
+    Attributes
+    ----------
+    name : str
+        Its metavar; the argparse dest is the lower-case name.
+    help : str
+    core : int or None
+        Trailing axes of one item: 1 for a distribution (the reduced axis, which must
+        be the last for chunking), 0 for one value per position (labels, elementwise
+        inputs); None for "1 when it has as many axes as the first input, else 0"
+        (probability or index targets).
+    broadcast : bool
+        Whether a single item may be broadcast against every row of the others (it
+        is then loaded whole and passed to every chunk).
+    """
+
+    name: str
+    help: str
+    core: int | None = 1
+    broadcast: bool = True
+
+    @property
+    def dest(self) -> str:
+        return self.name.lower().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option passed to the fastkl function as ``keyword``.
+
+    ``spec`` holds the :meth:`argparse.ArgumentParser.add_argument` keywords; with
+    ``load=True`` the value is a file name whose (small) array is passed instead.
+    """
+
+    flags: tuple[str, ...]
+    keyword: str
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    load: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    """One file command: which fastkl function, on which inputs, with which options.
+
+    Attributes
+    ----------
+    name : str
+        The subcommand.
+    function : str
+        The public fastkl function; called on each chunk with ``reduction="none"``.
+    inputs : tuple of Input
+    options : tuple of Option
+        Function keywords besides ``reduction`` and ``n_threads`` (every command has those).
+    help : str
+    kind : str
+        Which runner computes it (a key of ``_RUNNERS``): ``"rows"`` (one value per
+        row) or ``"elementwise"`` (one value per element; inputs with ``core=0``)
+        share the chunked runner; a blocked pairwise runner would be another kind.
+    reduction : str
+        Default ``--reduction``.
+    mean_denominator : callable, optional
+        ``(chunk_arrays, keywords) -> float``, what one chunk adds to the mean's
+        denominator; by default its number of values.
+    """
+
+    name: str
+    function: str
+    inputs: tuple[Input, ...]
+    options: tuple[Option, ...]
+    help: str
+    kind: str = "rows"
+    reduction: str = "none"
+    mean_denominator: Callable[[Sequence[np.ndarray], Mapping[str, Any]], float] | None = None
+
+
+def _flag(flags: str, keyword: str, help: str) -> Option:
+    return Option((flags,), keyword, {"action": "store_true", "help": help})
+
+
+_AXIS = Option(("--axis",), "axis", {"type": int, "default": -1, "metavar": "A",
+                                     "help": "axis holding the distributions (default -1; only the last is "
+                                             "processed in chunks)"})
+_CLASS_AXIS = Option(("--axis",), "axis", {"type": int, "default": -1, "metavar": "A",
+                                           "help": "class axis of the logits (default -1; only the last is "
+                                                   "processed in chunks)"})
+_BASE = Option(("--base",), "base", {"type": float, "default": None, "metavar": "B",
+                                     "help": "logarithm base (default: e, nats)"})
+_LOG_P = _flag("--log-p", "log_p", "P holds natural-log probabilities")
+_LOG_Q = _flag("--log-q", "log_q", "Q holds natural-log probabilities")
+_NORMALIZE = _flag("--normalize", "normalize", "divide each row by its sum first")
+_VALIDATE = Option(("--no-validate",), "validate", {"action": "store_false",
+                                                    "help": "skip the check for negative / NaN / infinite values"})
+_DISTANCE = _flag("--distance", "distance", "the Jensen-Shannon distance (square root of the divergence, per row)")
+_WEIGHT = Option(("--weight",), "weight", {"metavar": "FILE", "default": None,
+                                           "help": "per-class weights, an array of shape (C,) in a file "
+                                                   "(.npy, single-array .npz or bare Zarr array)"}, load=True)
+_IGNORE_INDEX = Option(("--ignore-index",), "ignore_index", {
+    "type": int, "default": -100, "metavar": "I",
+    "help": "label of rows that contribute nothing, excluded from the mean (default -100)"})
+_LABEL_SMOOTHING = Option(("--label-smoothing",), "label_smoothing", {
+    "type": float, "default": 0.0, "metavar": "EPS", "help": "mix the targets with the uniform distribution "
+                                                             "(0 to 1, default 0)"})
+_THREADS = Option(("--threads",), "n_threads", {"type": int, "default": None, "metavar": "T",
+                                                "help": "threads (default: fastkl's default; -1 all cores)"})
+
+_P = Input("P", "probabilities, one distribution per row")
+_Q = Input("Q", "probabilities: as many rows as P, or one distribution for every row")
+_ONE = (_AXIS, _BASE, _LOG_P, _NORMALIZE, _VALIDATE)
+_PAIR = (_AXIS, _BASE, _LOG_P, _LOG_Q, _NORMALIZE, _VALIDATE)
+
+
+def _ce_mean_denominator(chunk: Sequence[np.ndarray], keywords: Mapping[str, Any]) -> float:
+    """What a chunk adds to softmax_cross_entropy's mean denominator.
+
+    The library divides by the sum of the weights of the non-ignored labels
+    (their count without weights) for index targets, by the row count for
+    probability targets; summing this over chunks gives the whole file's.
+    """
+    logits, target = chunk
+    if target.shape == logits.shape:
+        return float(math.prod(logits.shape[:-1]))
+    kept = target[target != keywords["ignore_index"]]
+    weight = keywords.get("weight")
+    if weight is None:
+        return float(kept.size)
+    return float(np.sum(np.asarray(weight, dtype=np.float64)[kept]))
+
+
+#: The file commands, by subcommand.  A command for another function is one entry
+#: here, e.g. an elementwise ``Command("bce", "binary_cross_entropy", (Input("P", "...",
+#: core=0), Input("Y", "...", core=0)), (), "...", kind="elementwise")``.
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("kl", "kl_divergence", (_P, _Q), _PAIR, "KL divergence KL(P || Q) of each row"),
+    Command("ce", "cross_entropy", (_P, _Q), _PAIR, "cross-entropy H(P, Q) of each row"),
+    Command("entropy", "entropy", (_P,), _ONE, "entropy H(P) of each row"),
+    Command("js", "js_divergence", (_P, _Q), _PAIR + (_DISTANCE,), "Jensen-Shannon divergence of each row"),
+    Command(
+        "softmax-ce", "softmax_cross_entropy",
+        (Input("LOGITS", "unnormalised scores, classes along --axis"),
+         Input("LABELS", "integer class indices, one per row, or class probabilities of the logits' shape",
+               core=None, broadcast=False)),
+        (_CLASS_AXIS, _WEIGHT, _IGNORE_INDEX, _LABEL_SMOOTHING),
+        "softmax cross-entropy of logits against labels (a model's evaluation loss)",
+        reduction="mean", mean_denominator=_ce_mean_denominator,
+    ),
+)}
+
+
+def _add_file_command(sub: argparse._SubParsersAction, command: Command) -> None:
     p = sub.add_parser(
-        command,
-        help=f"fastkl.{name} of .npy file{'s' if n_files > 1 else ''}",
+        command.name, help=f"{command.help} (fastkl.{command.function} of files)",
         description=(
-            f"Compute fastkl.{name} of memory-mapped .npy input{'s' if n_files > 1 else ''}, "
-            "in row chunks for 2-D inputs reduced along their last axis."
+            f"{command.help[0].upper()}{command.help[1:]}: fastkl.{command.function} of arrays in .npy files, "
+            ".npz members or Zarr arrays, in row chunks that keep the data held at once within --memory."
         ),
     )
-    names = ["P"] if n_files == 1 else ["P", "Q"]
-    for n in names:
-        p.add_argument(n.lower(), metavar=f"{n}.npy", help=f"{n.lower()} as a .npy file")
+    for item in command.inputs:
+        p.add_argument(item.dest, metavar=item.name, help=f"{item.help} (.npy, .npz member or Zarr array)")
     p.add_argument("-o", "--output", metavar="OUT.npy",
-                   help="write the result here (default: print it, if it has at most "
-                        f"{MAX_PRINTED} values)")
-    p.add_argument("--axis", type=int, default=-1, help="axis holding the distributions (default -1)")
-    p.add_argument("--base", type=float, default=None, help="logarithm base (default: e, nats)")
-    p.add_argument("--reduction", choices=("none", "sum", "mean"), default="none",
-                   help="per-row values, their sum or their mean (default none)")
-    p.add_argument("--log-p", action="store_true", help="P holds natural-log probabilities")
-    if n_files > 1:
-        p.add_argument("--log-q", action="store_true", help="Q holds natural-log probabilities")
-    p.add_argument("--normalize", action="store_true", help="divide each row by its sum first")
-    if command == "js":
-        p.add_argument("--distance", action="store_true",
-                       help="the Jensen-Shannon distance (square root of the divergence, per row)")
-    p.add_argument("--no-validate", dest="validate", action="store_false",
-                   help="skip the check for negative / NaN / infinite values")
+                   help="write the result as .npy here, '-' for standard output (default: print it, if it "
+                        f"has at most {MAX_PRINTED} values)")
+    p.add_argument("--key", action="append", metavar="NAME",
+                   help="the array of an .npz archive or Zarr group; once for every .npz/Zarr input, or once "
+                        "for each in order")
+    p.add_argument("--reduction", choices=("none", "sum", "mean"), default=command.reduction,
+                   help=f"per-row values, their sum or their mean (default {command.reduction})")
+    for option in command.options + (_THREADS,):
+        p.add_argument(*option.flags, dest=option.keyword, **option.spec)
+    p.add_argument("--memory", type=_memory_size, default=DEFAULT_MEMORY, metavar="SIZE",
+                   help="bound on the data held at once: input chunks, results, temporaries (default 512MB; "
+                        "units kB MB GB TB, KiB MiB GiB TiB; a plain number is bytes)")
     p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
-                   help=f"rows per chunk (default: about {CHUNK_BYTES // 2**20} MiB of input)")
-    p.add_argument("--threads", type=int, default=None, metavar="T",
-                   help="threads (default: fastkl's default; -1 all cores)")
-    p.set_defaults(handler=_cmd_measure, function=name)
+                   help="rows per chunk, instead of as many as --memory allows")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="show the progress meter and summary even when stderr is not a terminal")
+    shown.add_argument("--no-progress", dest="progress", action="store_false",
+                       help="never show them (default: when stderr is a terminal)")
+    p.set_defaults(handler=_cmd_file)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Print fastkl.show_config().")
     info.set_defaults(handler=_cmd_info)
     _add_bench(sub)
-    for command in _MEASURES:
-        _add_measure(sub, command)
+    for command in COMMANDS.values():
+        _add_file_command(sub, command)
     return parser
 
 
@@ -232,143 +441,280 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- file measures
+# --------------------------------------------------------------------------- file commands: running
 
 
-def _open_npy(path: str) -> np.ndarray:
-    """Memory-map a ``.npy`` file; never unpickles."""
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    if not isinstance(arr, np.ndarray):  # an .npz archive loads as NpzFile
-        raise ValueError(f"{path} is not a .npy array file")
-    return arr
+def _cmd_file(args: argparse.Namespace) -> int:
+    command = COMMANDS[args.command]
+    fn = getattr(fastkl, command.function)
+    with contextlib.ExitStack() as stack:  # closes the inputs; commits or removes the output
+        sources = _open_inputs(command, args, stack)
+        keywords = _keywords(command, args)
+        # Opened before computing, so that a bad output folder fails at once.
+        writer = stack.enter_context(_files.NpyWriter(args.output)) if args.output else None
+        result = _RUNNERS[command.kind](command, fn, sources, keywords, args, writer)
+        if result is not None:
+            if writer is not None:
+                writer.write_array(np.asarray(result))
+            else:
+                _print_result(result)
+    return 0
 
 
-def _chunked_rows(arrays: Sequence[np.ndarray], axis: int) -> int | None:
-    """The row count when the inputs can be split into row chunks, else None.
+def _input_keys(kinds: Sequence[str], keys: Sequence[str] | None) -> list[str | None]:
+    """The ``--key`` of each input: one for all .npz/Zarr inputs, or one each in order."""
+    archives = [i for i, kind in enumerate(kinds) if kind != "npy"]
+    chosen: list[str | None] = [None] * len(kinds)
+    if not keys:
+        return chosen
+    if not archives:
+        raise UsageError("--key picks an array of an .npz archive or a Zarr group, and every input is a .npy file")
+    if len(keys) not in (1, len(archives)):
+        raise UsageError(f"--key is given {len(keys)} times for {len(archives)} .npz/Zarr inputs; "
+                         "give it once for all of them or once for each, in order")
+    for i, key in zip(archives, keys if len(keys) > 1 else keys * len(archives)):
+        chosen[i] = key or None  # an empty NAME: none (a bare Zarr array)
+    return chosen
 
-    That is the case for 2-D inputs (1-D ones broadcast as one distribution) reduced
-    along their last axis; everything else is computed in one call, which still reads
-    the memory-mapped inputs in place.
-    """
-    if not all(a.ndim in (1, 2) for a in arrays) or max(a.ndim for a in arrays) != 2:
-        return None
-    if axis not in (-1, 1):
-        return None
+
+def _open_inputs(command: Command, args: argparse.Namespace, stack: contextlib.ExitStack) -> list[_files.Source]:
+    paths = [getattr(args, item.dest) for item in command.inputs]
+    kinds = [_files.sniff(path) for path in paths]
+    sources = []
+    for path, kind, key in zip(paths, kinds, _input_keys(kinds, args.key)):
+        source = _files.open_input(path, key, kind)
+        stack.callback(source.close)
+        sources.append(source)
+    return sources
+
+
+def _load_small(path: str) -> np.ndarray:
+    """A small array argument such as class weights, read whole."""
+    source = _files.open_input(path)
     try:
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        return np.array(source.load())  # a copy: the file is closed next
+    finally:
+        source.close()
+
+
+def _keywords(command: Command, args: argparse.Namespace) -> dict[str, Any]:
+    """The fastkl function's keywords from the options (all but ``reduction``)."""
+    keywords = {}
+    for option in command.options + (_THREADS,):
+        value = getattr(args, option.keyword)
+        keywords[option.keyword] = _load_small(value) if option.load and value is not None else value
+    return keywords
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the inputs of a file command split into row chunks."""
+
+    rows: int  # along the first axis
+    lead: tuple[int, ...]  # the inputs' broadcast shape without their core axes; the result's
+    cores: tuple[int, ...]  # per input, as Input.core
+    chunked: tuple[bool, ...]  # per input: read in chunks, else loaded whole and broadcast
+
+
+def _layout(command: Command, sources: Sequence[_files.Source], axis: int | None) -> _Layout | None:
+    """The row-chunk layout of the inputs, or None when they are computed in one call."""
+    first = sources[0]
+    cores = tuple(item.core if item.core is not None else int(len(s.shape) == len(first.shape))
+                  for item, s in zip(command.inputs, sources))
+    if any(core > len(s.shape) for core, s in zip(cores, sources)):
+        return None  # the library reports it
+    if axis is not None and any(cores):
+        ndim = max(len(s.shape) for s, core in zip(sources, cores) if core)
+        if axis not in (-1, ndim - 1):
+            return None  # only when the reduced axis is the last is a chunk of rows a slice of the file
+    leads = [s.shape[:len(s.shape) - core] for s, core in zip(sources, cores)]
+    try:
+        lead = tuple(np.broadcast_shapes(*leads))
     except ValueError:
-        return None  # let fastkl raise its own message
-    return shape[0]
+        return None  # the library's own call reports the shapes
+    if not lead or lead[0] < 2:
+        return None
+    chunked = []
+    for item, source, own in zip(command.inputs, sources, leads):
+        if len(own) == len(lead) and own[0] == lead[0]:
+            if not source.row_readable:
+                return None
+            chunked.append(True)
+        elif item.broadcast:
+            chunked.append(False)
+        else:
+            return None
+    return _Layout(lead[0], lead, cores, tuple(chunked))
+
+
+def _error_like(exc: Exception, message: str) -> Exception:
+    """``exc``'s type with another message (ValueError if that type cannot be built so)."""
+    try:
+        return type(exc)(message)
+    except Exception:  # pragma: no cover - exotic constructor
+        return ValueError(message)
+
+
+def _probe(fn: Callable[..., Any], sources: Sequence[_files.Source], layout: _Layout,
+           whole: Sequence[np.ndarray | None], keywords: Mapping[str, Any]) -> tuple[np.dtype, tuple[int, ...]]:
+    """The result's dtype and its shape per row, from a call on zero rows (which costs nothing).
+
+    Errors the call raises (a bad option, shapes that do not match) name the
+    files' shapes, not the zero-row ones.
+    """
+    empty = [np.empty((0,) + s.shape[1:], s.dtype) if c else w for s, c, w in zip(sources, layout.chunked, whole)]
+    try:
+        values = np.asarray(fn(*empty, **keywords, reduction="none"))
+    except (ValueError, TypeError, IndexError) as exc:
+        message = str(exc)
+        real = [s.shape for s, c in zip(sources, layout.chunked) if c] + [layout.lead]
+        for shape in real:  # the shapes of the chunked inputs and of the result's rows
+            message = message.replace(str((0,) + shape[1:]), str(shape))
+        raise _error_like(exc, message) from None
+    return values.dtype, values.shape[len(layout.lead):]
+
+
+def _copy_itemsize(dtype: np.dtype, index: bool, compute: int) -> int:
+    """Bytes per item of the copy fastkl makes of an input (0: read in place)."""
+    if index:  # class labels become int64
+        return 0 if dtype == np.int64 and dtype.isnative else 8
+    if dtype.kind == "f" and dtype.isnative and dtype.itemsize == compute:
+        return 0
+    return compute
+
+
+def _row_bytes(sources: Sequence[_files.Source], layout: _Layout, res_dtype: np.dtype,
+               out_core: tuple[int, ...]) -> int:
+    """Memory one row of a chunk holds: input data, copies fastkl makes, results, temporaries."""
+    index = [core == 0 and s.dtype.kind in "iu" for s, core in zip(sources, layout.cores)]
+    floats = [s.dtype for s, i in zip(sources, index) if not i]
+    compute = 4 if all(d.kind == "f" and d.itemsize <= 4 for d in floats) else 8  # float32 only if all are
+    held = 0
+    for source, chunked, is_index in zip(sources, layout.chunked, index):
+        if chunked:
+            items = math.prod(source.shape[1:])
+            held += source.row_bytes * source.held_factor + items * _copy_itemsize(source.dtype, is_index, compute)
+    values = math.prod(layout.lead[1:] + out_core)
+    # the result, fastkl's float64 per-row values and its per-row validity flags
+    held += values * (res_dtype.itemsize + 8 + 1)
+    return held
+
+
+def _chunk_rows(sources: Sequence[_files.Source], layout: _Layout, whole: Sequence[np.ndarray | None],
+                row_bytes: int, memory: int, override: int | None) -> int:
+    """Rows per chunk: as many as ``memory`` holds beside the whole-loaded inputs (at least one)."""
+    if override:
+        return min(override, layout.rows)
+    fixed = sum(w.nbytes for w in whole if w is not None)
+    rows = max(1, (memory - fixed) // max(row_bytes, 1))
+    for source, chunked in zip(sources, layout.chunked):
+        if chunked and rows >= source.align:
+            rows -= rows % source.align  # whole Zarr chunks: none is decompressed twice
+    return min(rows, layout.rows)
+
+
+_ROW_NUMBERS = (re.compile(r"\brow \(?(\d+)"), re.compile(r"\b\w+\[(\d+)"))
 
 
 def _shift_rows(message: str, offset: int) -> str:
-    """Turn a chunk-relative row number in a fastkl error into a whole-file one."""
-    return re.sub(r"\brow (\d+)", lambda m: f"row {int(m.group(1)) + offset}", message, count=1)
+    """Turn a chunk-relative row number in a fastkl error into a whole-file one.
+
+    fastkl names a row as ``row 5`` / ``row (5, 2)`` (measures) or ``target[5]``
+    (labels); the first number of the first such mention is moved by ``offset``.
+    """
+    for pattern in _ROW_NUMBERS:
+        m = pattern.search(message)
+        if m:
+            return f"{message[:m.start(1)]}{int(m.group(1)) + offset}{message[m.end(1):]}"
+    return message
 
 
-class _Progress:
-    """A one-line progress meter on stderr, shown only when stderr is a terminal."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total = label, total
-        self.enabled = sys.stderr.isatty()
-
-    def update(self, done: int) -> None:
-        if self.enabled:
-            pct = 100.0 * done / self.total if self.total else 100.0
-            print(f"\r{self.label}: {pct:5.1f}% ({done}/{self.total} rows)", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
-
-
-def _chunks(
-    fn: Callable[..., Any], arrays: Sequence[np.ndarray], kwargs: dict[str, Any], n_rows: int,
-    chunk_rows: int, label: str, dtype: Any = None,
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, per-row values)`` for consecutive row chunks."""
-    sliced = [a.ndim == 2 and a.shape[0] == n_rows for a in arrays]  # the rest broadcast
-    progress = _Progress(label, n_rows)
-    for start in range(0, n_rows, chunk_rows):
-        stop = min(start + chunk_rows, n_rows)
-        chunk = [a[start:stop] if s else a for a, s in zip(arrays, sliced)]
+def _chunk_results(
+    fn: Callable[..., Any], sources: Sequence[_files.Source], layout: _Layout, whole: Sequence[np.ndarray | None],
+    keywords: Mapping[str, Any], rows: int, progress: _files.Progress,
+    denominator: Callable[[Sequence[np.ndarray], Mapping[str, Any]], float] | None,
+) -> Iterator[tuple[np.ndarray, float]]:
+    """Yield each chunk's values and its share of the mean's denominator (its size by default)."""
+    readers = [s for s, c in zip(sources, layout.chunked) if c]
+    for source in readers:
+        source.prefetch(0, rows)
+    for start in range(0, layout.rows, rows):
+        stop = min(start + rows, layout.rows)
+        for source in readers:
+            source.prefetch(stop, min(stop + rows, layout.rows))
+        chunk = [s.read(start, stop) if c else w for s, c, w in zip(sources, layout.chunked, whole)]
         try:
-            values = fn(*chunk, **kwargs, reduction="none", dtype=dtype)
-        except ValueError as exc:
-            raise ValueError(_shift_rows(str(exc), start)) from None
-        yield start, stop, values
+            values = np.asarray(fn(*chunk, **keywords, reduction="none"))
+        except (ValueError, IndexError) as exc:
+            raise _error_like(exc, _shift_rows(str(exc), start)) from None
+        share = denominator(chunk, keywords) if denominator is not None else float(values.size)
+        del chunk  # the last reference to this chunk's maps: unmapped before the next is mapped
         progress.update(stop)
-    progress.close()
+        yield values, share
 
 
-def _default_chunk_rows(arrays: Sequence[np.ndarray], n_rows: int) -> int:
-    row_bytes = sum(a.shape[-1] * a.itemsize for a in arrays if a.ndim == 2 and a.shape[0] == n_rows)
-    return max(1, CHUNK_BYTES // max(row_bytes, 1))
+def _mean(total: float, count: float) -> float:
+    """``total / count``; 0/0 is NaN (every row ignored), x/0 an infinity, as fastkl divides."""
+    if count:
+        return total / count
+    return math.nan if total == 0 or math.isnan(total) else math.copysign(math.inf, total)
 
 
-def _result_dtype(
-    fn: Callable[..., Any], arrays: Sequence[np.ndarray], kwargs: dict[str, Any], n_rows: int
-) -> np.dtype:
-    """fastkl's result dtype for these inputs, from a free call on zero rows."""
-    empty = [a[:0] if a.ndim == 2 and a.shape[0] == n_rows else a for a in arrays]
-    return np.asarray(fn(*empty, **kwargs)).dtype
+def _show_progress(args: argparse.Namespace) -> bool:
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr is not None and sys.stderr.isatty()
 
 
-def _save_npy(path: str, write: Callable[[str], None]) -> None:
-    """Write ``path`` through a temporary file beside it, so a failure leaves no partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".npy", prefix=".fastkl-", dir=folder)
-    os.close(fd)
+def _run_chunked(command: Command, fn: Callable[..., Any], sources: Sequence[_files.Source],
+                 keywords: Mapping[str, Any], args: argparse.Namespace,
+                 writer: _files.NpyWriter | None) -> Any:
+    """Compute ``command`` chunk by chunk; return the result, or None when it was streamed to ``writer``."""
+    layout = _layout(command, sources, keywords.get("axis"))
+    if layout is None:
+        return fn(*(s.load() for s in sources), **keywords, reduction=args.reduction)
+    whole = [None if c else s.load() for s, c in zip(sources, layout.chunked)]
+    res_dtype, out_core = _probe(fn, sources, layout, whole, keywords)
+    out_shape = layout.lead + out_core
+    if args.reduction == "none" and writer is None and math.prod(out_shape) > MAX_PRINTED:
+        raise _too_big_to_print(math.prod(out_shape))
+    row_bytes = _row_bytes(sources, layout, res_dtype, out_core)
+    rows = _chunk_rows(sources, layout, whole, row_bytes, args.memory, args.chunk_rows)
+    input_bytes = sum(s.row_bytes for s, c in zip(sources, layout.chunked) if c)
+    progress = _files.Progress(f"fastkl {command.name}", layout.rows, input_bytes, enabled=_show_progress(args))
+    denominator = command.mean_denominator if args.reduction == "mean" else None
+    results = _chunk_results(fn, sources, layout, whole, keywords, rows, progress, denominator)
+    result: Any = None
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        progress.start()
+        if args.reduction == "none" and writer is not None:
+            writer.begin(out_shape, res_dtype)
+            for values, _ in results:
+                writer.write(values)
+        elif args.reduction == "none":
+            result = np.concatenate([values for values, _ in results]).reshape(out_shape)
+        else:
+            # float64 sums of the per-row values, combined over chunks as sums and counts
+            total = count = 0.0
+            for values, share in results:
+                total += float(np.sum(values, dtype=np.float64))
+                count += share
+            result = res_dtype.type(_mean(total, count) if args.reduction == "mean" else total)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        progress.clear()
         raise
+    chunks = -(-layout.rows // rows)
+    progress.finish(f"{chunks} chunk{'s' if chunks > 1 else ''} of {rows:,} rows, "
+                    f"{_files.format_bytes(rows * row_bytes)} held")
+    return result
 
 
-def _write_array(path: str, arr: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # np.save(str) would append ".npy" to other names
-            np.save(f, np.asarray(arr), allow_pickle=False)
-
-    _save_npy(path, write)
+#: Runners by Command.kind.  Elementwise commands are row chunks whose inputs have core 0.
+_RUNNERS: dict[str, Callable[..., Any]] = {"rows": _run_chunked, "elementwise": _run_chunked}
 
 
 def _too_big_to_print(size: int) -> ValueError:
     return ValueError(f"the result has {size} values, too many to print; pass -o OUT.npy to save it")
-
-
-def _run_chunked(args: argparse.Namespace, fn: Callable[..., Any], arrays: Sequence[np.ndarray],
-                 kwargs: dict[str, Any], n_rows: int) -> np.ndarray | np.generic | None:
-    """Compute chunk by chunk; return the result, or None when per-row values went to ``-o``."""
-    chunk_rows = args.chunk_rows or _default_chunk_rows(arrays, n_rows)
-    dtype = _result_dtype(fn, arrays, kwargs, n_rows)
-    label = f"fastkl {args.command}"
-    if args.reduction != "none":
-        # Per-row values in float64, summed in float64, as fastkl's own reductions do.
-        total = 0.0
-        for _, _, values in _chunks(fn, arrays, kwargs, n_rows, chunk_rows, label, np.float64):
-            total += float(np.sum(values))
-        if args.reduction == "mean":
-            total = total / n_rows if n_rows else float("nan")
-        return np.asarray(total, dtype=dtype)[()]
-    if args.output is None:
-        if n_rows > MAX_PRINTED:
-            raise _too_big_to_print(n_rows)
-        return np.concatenate([v for _, _, v in _chunks(fn, arrays, kwargs, n_rows, chunk_rows, label)])
-
-    def write(tmp: str) -> None:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_rows,))
-        for start, stop, values in _chunks(fn, arrays, kwargs, n_rows, chunk_rows, label):
-            out[start:stop] = values
-        out.flush()
-        del out  # close the map before the file is renamed
-
-    _save_npy(args.output, write)
-    return None
 
 
 def _print_result(result: Any) -> None:
@@ -383,30 +729,6 @@ def _print_result(result: Any) -> None:
         print(np.array2string(arr, threshold=arr.size + 1))
 
 
-def _cmd_measure(args: argparse.Namespace) -> int:
-    fn = getattr(fastkl, args.function)
-    paths = [args.p] + ([args.q] if hasattr(args, "q") else [])
-    arrays = [_open_npy(path) for path in paths]
-    kwargs: dict[str, Any] = dict(axis=args.axis, base=args.base, log_p=args.log_p, normalize=args.normalize,
-                                  validate=args.validate, n_threads=args.threads)
-    if hasattr(args, "log_q"):
-        kwargs["log_q"] = args.log_q
-    if hasattr(args, "distance"):
-        kwargs["distance"] = args.distance
-    n_rows = _chunked_rows(arrays, args.axis)
-    if n_rows is not None and n_rows > 0:
-        result = _run_chunked(args, fn, arrays, kwargs, n_rows)
-    else:
-        result = fn(*arrays, **kwargs, reduction=args.reduction)
-    if result is None:  # per-row values already streamed to -o
-        return 0
-    if args.output is not None:
-        _write_array(args.output, np.asarray(result))
-    else:
-        _print_result(result)
-    return 0
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -414,7 +736,25 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, MemoryError):
+        text = f"out of memory{': ' + text if str(exc) else ''} (a smaller --memory may help)"
     return text
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device after its reader went away.
+
+    What is still buffered then goes nowhere instead of failing again at exit
+    with an "Exception ignored" message (the Python documentation's recipe for
+    SIGPIPE).
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -428,8 +768,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 for an error from the library or the files (reported as one
-        ``fastkl: error: ...`` line on stderr), 2 for a usage error (argparse's message).
+        0 on success (or when standard output is a pipe its reader closed), 1 for
+        an error from the library or the files (reported as one ``fastkl: error:
+        ...`` line on stderr), 2 for a usage error, 130 when interrupted.
 
     Examples
     --------
@@ -444,8 +785,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits for --help / --version (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return args.handler(args)
-    except (ValueError, TypeError, OSError, ImportError) as exc:
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that has gone shows up here, not as an error at exit
+        return code
+    except BrokenPipeError:  # before OSError: the reader of our stdout has gone, nothing is wrong here
+        _discard_stdout()
+        return 0
+    except UsageError as exc:
+        print(f"fastkl: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, LookupError, OSError, ImportError, MemoryError) as exc:
         print(f"fastkl: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,21 +3,29 @@
 Exit codes under test (documented in ``fastkl.cli``): 0 success; 1 an error from the
 library or the files (one ``fastkl: error: ...`` line on stderr, no traceback); 2 a
 usage error caught by argparse (unknown option, missing file argument, ``--reduction``
-outside none/sum/mean).
+outside none/sum/mean, a bad ``--memory``) or a ``--key`` count that fits no input.
+
+File commands are run in-process through ``cli.main`` (capsys / capsysbinary); only
+what needs a real process -- a pipe closed by its reader, peak resident memory --
+runs ``python -m fastkl`` in a subprocess.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import os
+import stat
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 
 import fastkl
-from fastkl import cli
+from fastkl import _files, cli
 from fkl_testing import subprocess_env
 
 
@@ -528,3 +536,494 @@ def test_js_file_command_with_distance(tmp_path):
     assert cli.main(["js", str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "--distance",
                      "--chunk-rows", "3", "-o", str(out)]) == 0
     np.testing.assert_allclose(np.load(out), fastkl.js_divergence(p, q, distance=True), rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- --memory and row chunks
+
+
+def _summary(err: str) -> str:
+    """The progress meter's last line: the summary."""
+    assert err.endswith("\n"), err
+    return err.rstrip("\n").split("\r")[-1]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("512MB", 512 * 10**6), ("64MB", 64 * 10**6), ("1GB", 10**9), ("2GiB", 2 * 2**30), ("100000", 100_000),
+    ("1.5 GB", 1_500_000_000), ("10kB", 10_000), ("3mib", 3 * 2**20), ("4K", 4096), ("7b", 7),
+])
+def test_parse_size(text, expected):
+    assert _files.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "MB", "12XB", "-5MB", "0", "0.1", "1e9", "lots"])
+def test_bad_memory_is_usage_error_2(prob_files, capsys, bad):
+    p_path, q_path, _, _ = prob_files
+    assert cli.main(["kl", str(p_path), str(q_path), "--memory", bad]) == 2
+    assert "--memory" in capsys.readouterr().err
+
+
+def test_memory_budget_sets_chunk_rows(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    p, q = rng.dirichlet(np.ones(10), size=100), rng.dirichlet(np.ones(10), size=100)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "kl.npy"
+    args = ["kl", str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "-o", str(out), "--progress"]
+    # A row holds 80 + 80 input bytes, an 8-byte result, fastkl's 8-byte float64 value and
+    # 1-byte flag: 177 bytes, so 4 kB holds 22 rows.
+    assert 22 * 177 <= 4000 < 23 * 177
+    assert cli.main(args + ["--memory", "4kB"]) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert "fastkl kl: 100 rows, 16.00 kB in" in summary and "(5 chunks of 22 rows, 3.89 kB held)" in summary
+    np.testing.assert_allclose(np.load(out), fastkl.kl_divergence(p, q), rtol=1e-13)
+    assert cli.main(args + ["--memory", "1MB"]) == 0  # everything fits: one chunk
+    assert "(1 chunk of 100 rows" in _summary(capsys.readouterr().err)
+    assert cli.main(args + ["--memory", "1"]) == 0  # below one row: one row at a time
+    assert "(100 chunks of 1 rows" in _summary(capsys.readouterr().err)
+
+
+def test_memory_counts_copies_of_other_dtypes(tmp_path, capsys):
+    """float16 inputs are widened to float32 by fastkl: those copies count in the budget."""
+    p = np.full((50, 8), 1 / 8, dtype=np.float16)
+    np.save(tmp_path / "p.npy", p)
+    assert cli.main(["entropy", str(tmp_path / "p.npy"), "--memory", "1kB", "--progress"]) == 0
+    captured = capsys.readouterr()
+    # 16 bytes of float16 + 32 of the float32 copy + 4 + 8 + 1 of results: 61 bytes, 16 rows in 1 kB
+    assert "(4 chunks of 16 rows" in _summary(captured.err)
+    np.testing.assert_allclose(_printed(captured.out), fastkl.entropy(p), rtol=1e-6)
+
+
+# The child reports its own peak: VmHWM of /proc/self/status.  (wait4's ru_maxrss would
+# also count the copy of this big pytest process the child was forked from.)
+_PEAK_RSS_CHILD = """
+import sys
+from fastkl.cli import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as f:
+    print(next(line.split()[1] for line in f if line.startswith("VmHWM:")), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS from /proc/self/status (Linux)")
+def test_peak_rss_stays_near_the_budget(tmp_path):
+    """Mapped file pages count in RSS: a chunk's must be released before the next is mapped."""
+    rng = np.random.default_rng(2)
+    for name in ("p", "q"):  # 2 x 32 MB
+        x = rng.random((8_000, 500))
+        np.save(tmp_path / f"{name}.npy", x / x.sum(1, keepdims=True))
+    np.save(tmp_path / "tiny.npy", np.full((4, 3), 1 / 3))
+
+    def peak_kib(*args: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_CHILD, *args], cwd=tmp_path, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stderr.split()[-1])
+
+    baseline = peak_kib("kl", "tiny.npy", "tiny.npy", "-o", "out.npy")
+    bounded = peak_kib("kl", "p.npy", "q.npy", "-o", "out.npy", "--memory", "4MB")
+    # 64 MB of input, a 4 MB budget: allow 4 MB + 12 MB of slack (allocator, page tables)
+    assert bounded - baseline < 16 * 1024, (baseline, bounded)
+
+
+def test_fortran_ordered_npy_is_read_in_chunks(tmp_path, capsys):
+    """np.save(path, a.T) writes Fortran order: rows are read column by column."""
+    rng = np.random.default_rng(4)
+    p = rng.dirichlet(np.ones(6), size=40)
+    q = rng.dirichlet(np.ones(6), size=40)
+    np.save(tmp_path / "p.npy", np.asfortranarray(p))
+    np.save(tmp_path / "q.npy", q)
+    assert np.load(tmp_path / "p.npy").flags.f_contiguous
+    assert cli.main(["kl", str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "--chunk-rows", "7",
+                     "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "(6 chunks of 7 rows" in _summary(captured.err)
+    np.testing.assert_allclose(_printed(captured.out), fastkl.kl_divergence(p, q), rtol=1e-14)
+
+
+def test_3d_input_is_chunked_along_its_first_axis(tmp_path):
+    rng = np.random.default_rng(6)
+    p = rng.dirichlet(np.ones(4), size=(9, 3))  # (9, 3, 4)
+    q = rng.dirichlet(np.ones(4), size=(9, 3))
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "js.npy"
+    assert cli.main(["js", str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "--chunk-rows", "2",
+                     "-o", str(out)]) == 0
+    got = np.load(out)
+    assert got.shape == (9, 3)
+    np.testing.assert_allclose(got, fastkl.js_divergence(p, q), rtol=1e-13)
+
+
+def test_truncated_npy_is_error_1(tmp_path, capsys):
+    path = tmp_path / "p.npy"
+    np.save(path, np.full((10, 4), 0.25))
+    path.write_bytes(path.read_bytes()[:-8])
+    assert cli.main(["entropy", str(path)]) == 1
+    assert "truncated" in _one_error_line(capsys)
+
+
+# --------------------------------------------------------------------------- softmax-ce
+
+
+@pytest.fixture
+def logit_files(tmp_path):
+    """float32 logits (23, 7), int32 labels with ignored rows, class weights; saved as .npy."""
+    rng = np.random.default_rng(8)
+    logits = (3 * rng.standard_normal((23, 7))).astype(np.float32)
+    labels = rng.integers(0, 7, size=23).astype(np.int32)
+    labels[[0, 5, 6, 22]] = -100
+    weight = rng.random(7) + 0.5
+    for name, arr in (("logits", logits), ("labels", labels), ("weight", weight)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    return tmp_path, logits, labels, weight
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", [[], ["--weight", "weight.npy"], ["--label-smoothing", "0.2"],
+                                     ["--weight", "weight.npy", "--label-smoothing", "0.1"]])
+def test_softmax_ce_matches_the_library(logit_files, capsys, reduction, options):
+    folder, logits, labels, weight = logit_files
+    kwargs = {"weight": weight if "--weight" in options else None,
+              "label_smoothing": float(options[-1]) if "--label-smoothing" in options else 0.0}
+    expected = fastkl.softmax_cross_entropy(logits, labels, reduction=reduction, **kwargs)
+    options = [str(folder / o) if o.endswith(".npy") else o for o in options]
+    args = ["softmax-ce", str(folder / "logits.npy"), str(folder / "labels.npy"), *options]
+    if reduction != "mean":
+        args += ["--reduction", reduction]  # mean is the default
+    # a weighted mean over chunks must add sums and weights, not average the chunk means
+    assert cli.main(args + ["--chunk-rows", "4"]) == 0
+    np.testing.assert_allclose(_printed(capsys.readouterr().out), np.atleast_1d(expected), rtol=2e-6)
+
+
+def test_softmax_ce_probability_targets_and_ignore_index(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((12, 5))
+    targets = rng.dirichlet(np.ones(5), size=12)
+    labels = np.full(12, 3)
+    labels[4:] = 7  # ignore_index 7
+    np.save(tmp_path / "logits.npy", logits)
+    np.save(tmp_path / "targets.npy", targets)
+    np.save(tmp_path / "labels.npy", labels)
+    base = ["softmax-ce", str(tmp_path / "logits.npy")]
+    assert cli.main(base + [str(tmp_path / "targets.npy"), "--chunk-rows", "5"]) == 0
+    np.testing.assert_allclose(_printed(capsys.readouterr().out), fastkl.softmax_cross_entropy(logits, targets),
+                               rtol=1e-13)
+    assert cli.main(base + [str(tmp_path / "labels.npy"), "--ignore-index", "7", "--chunk-rows", "3"]) == 0
+    np.testing.assert_allclose(_printed(capsys.readouterr().out),
+                               fastkl.softmax_cross_entropy(logits, labels, ignore_index=7), rtol=1e-13)
+
+
+def test_softmax_ce_every_row_ignored_is_nan(tmp_path, capsys):
+    np.save(tmp_path / "logits.npy", np.zeros((6, 3)))
+    np.save(tmp_path / "labels.npy", np.full(6, -100))
+    assert cli.main(["softmax-ce", str(tmp_path / "logits.npy"), str(tmp_path / "labels.npy"),
+                     "--chunk-rows", "2"]) == 0
+    assert capsys.readouterr().out.strip() == "nan"
+    assert np.isnan(fastkl.softmax_cross_entropy(np.zeros((6, 3)), np.full(6, -100)))
+
+
+def test_softmax_ce_label_out_of_range_names_the_file_row(logit_files, capsys):
+    folder, _, labels, _ = logit_files
+    labels = labels.copy()
+    labels[17] = 9
+    np.save(folder / "labels.npy", labels)
+    assert cli.main(["softmax-ce", str(folder / "logits.npy"), str(folder / "labels.npy"),
+                     "--chunk-rows", "5"]) == 1
+    assert "target[17] = 9 is out of range" in _one_error_line(capsys)
+
+
+def test_softmax_ce_shape_error_names_the_file_shapes(logit_files, capsys):
+    folder, _, labels, _ = logit_files
+    np.save(folder / "labels.npy", np.zeros((23, 6)))
+    assert cli.main(["softmax-ce", str(folder / "logits.npy"), str(folder / "labels.npy")]) == 1
+    line = _one_error_line(capsys)
+    assert "(23, 6)" in line and "(0," not in line  # not the shapes of the zero-row probe
+
+
+# --------------------------------------------------------------------------- .npz, Zarr, formats
+
+
+def test_npz_members_with_and_without_key(prob_files, tmp_path, capsys):
+    _, q_path, p, q = prob_files
+    np.savez(tmp_path / "one.npz", p)  # a single member (arr_0): no --key needed
+    np.savez(tmp_path / "both.npz", p=p, q=q)
+    expected = fastkl.kl_divergence(p, q)
+    assert cli.main(["kl", str(tmp_path / "one.npz"), str(q_path), "--chunk-rows", "3"]) == 0
+    np.testing.assert_allclose(_printed(capsys.readouterr().out), expected, rtol=1e-15)
+    both = str(tmp_path / "both.npz")
+    assert cli.main(["kl", both, both, "--key", "p", "--key", "q", "--chunk-rows", "3"]) == 0  # one key each
+    np.testing.assert_allclose(_printed(capsys.readouterr().out), expected, rtol=1e-15)
+    assert cli.main(["kl", both, str(q_path), "--key", "p.npy", "--chunk-rows", "2"]) == 0  # member file name
+    np.testing.assert_allclose(_printed(capsys.readouterr().out), expected, rtol=1e-15)
+
+    assert cli.main(["kl", both, str(q_path)]) == 1
+    assert _one_error_line(capsys).endswith("both.npz holds 2 arrays (p, q); choose one with --key")
+    assert cli.main(["kl", both, str(q_path), "--key", "r"]) == 1
+    assert _one_error_line(capsys).endswith("both.npz has no array 'r' (it holds: p, q)")
+
+
+@pytest.mark.parametrize("args", [["--key", "p", "--key", "q"], ["--key", "p"]])
+def test_key_count_that_fits_no_input_is_usage_error_2(prob_files, tmp_path, capsys, args):
+    p_path, q_path, p, q = prob_files
+    np.savez(tmp_path / "both.npz", p=p, q=q)
+    inputs = [str(tmp_path / "both.npz"), str(q_path)] if len(args) > 2 else [str(p_path), str(q_path)]
+    assert cli.main(["kl", *inputs, *args]) == 2
+    assert "--key" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_member_read_in_chunks(tmp_path, capsys, compressed):
+    rng = np.random.default_rng(10)
+    p = rng.dirichlet(np.ones(5), size=31).astype(np.float32)
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "p.npz", first=np.zeros(3), p=p)
+    with zipfile.ZipFile(tmp_path / "p.npz") as archive:
+        kind = archive.getinfo("p.npy").compress_type
+    assert kind == (zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED)
+    assert cli.main(["entropy", str(tmp_path / "p.npz"), "--key", "p", "--chunk-rows", "4", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "(8 chunks of 4 rows" in _summary(captured.err)
+    np.testing.assert_allclose(_printed(captured.out), fastkl.entropy(p), rtol=1e-6)
+
+
+def test_npz_compressed_fortran_member_is_loaded_whole(tmp_path, capsys):
+    p = np.random.default_rng(12).dirichlet(np.ones(5), size=9)
+    np.savez_compressed(tmp_path / "p.npz", p=np.asfortranarray(p))
+    assert cli.main(["entropy", str(tmp_path / "p.npz"), "--chunk-rows", "2", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # computed in one call: no chunks, no meter
+    np.testing.assert_allclose(_printed(captured.out), fastkl.entropy(p), rtol=1e-14)
+
+
+@pytest.mark.parametrize("content", [b"hello", b"", b"PK\x03\x04 not really a zip"])
+def test_not_a_known_format_names_the_formats(tmp_path, capsys, content):
+    path = tmp_path / "P.txt"
+    path.write_bytes(content)
+    assert cli.main(["entropy", str(path)]) == 1
+    line = _one_error_line(capsys)
+    if content.startswith(b"PK"):
+        assert "is not a valid .npz archive" in line
+    else:
+        assert line == f"fastkl: error: {path} is not a .npy file (expected .npy, .npz with --key, or a Zarr array)"
+    assert "pickle" not in line
+
+
+def test_folder_that_is_not_zarr(tmp_path, capsys):
+    assert cli.main(["entropy", str(tmp_path)]) == 1
+    assert "not a Zarr array or group" in _one_error_line(capsys)
+
+
+@pytest.fixture
+def zarr_module():
+    return pytest.importorskip("zarr")
+
+
+def test_zarr_array_and_group(zarr_module, tmp_path, capsys):
+    rng = np.random.default_rng(13)
+    logits = rng.standard_normal((50, 6)).astype(np.float32)
+    labels = rng.integers(0, 6, 50)
+    bare = zarr_module.open_array(str(tmp_path / "logits.zarr"), mode="w", shape=logits.shape, chunks=(8, 6),
+                                  dtype=logits.dtype)
+    bare[...] = logits
+    group = zarr_module.open_group(str(tmp_path / "run.zarr"), mode="w")
+    for name, arr in (("logits", logits), ("labels", labels)):
+        group.create_array(name, shape=arr.shape, chunks=(16,) + arr.shape[1:], dtype=arr.dtype)[...] = arr
+    expected = fastkl.softmax_cross_entropy(logits, labels)
+    np.save(tmp_path / "labels.npy", labels)
+
+    # A bare array takes no key.  A row holds 24 bytes of logits twice (zarr's slice and the
+    # Zarr chunks it decoded), 8 of labels, 4 + 8 + 1 of results: room for 20 rows, cut to
+    # whole Zarr chunks of 8 rows.
+    assert cli.main(["softmax-ce", str(tmp_path / "logits.zarr"), str(tmp_path / "labels.npy"),
+                     "--memory", f"{20 * (2 * 24 + 8 + 13)}", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "(4 chunks of 16 rows" in _summary(captured.err)
+    np.testing.assert_allclose(float(captured.out), expected, rtol=1e-6)
+    run = str(tmp_path / "run.zarr")
+    assert cli.main(["softmax-ce", run, run, "--key", "logits", "--key", "labels", "--chunk-rows", "7"]) == 0
+    np.testing.assert_allclose(float(capsys.readouterr().out), expected, rtol=1e-6)
+
+    # an empty NAME is none: the bare array first, then the group's labels
+    assert cli.main(["softmax-ce", str(tmp_path / "logits.zarr"), run, "--key", "", "--key", "labels"]) == 0
+    np.testing.assert_allclose(float(capsys.readouterr().out), expected, rtol=1e-6)
+
+    assert cli.main(["softmax-ce", run, run]) == 1
+    assert "holds 2 arrays (labels, logits); choose one with --key" in _one_error_line(capsys)
+    assert cli.main(["softmax-ce", str(tmp_path / "logits.zarr"), str(tmp_path / "labels.npy"),
+                     "--key", "x"]) == 1
+    assert "takes no --key" in _one_error_line(capsys)
+
+
+def test_zarr_without_the_package(tmp_path, capsys, monkeypatch):
+    (tmp_path / "p.zarr").mkdir()
+    (tmp_path / "p.zarr" / "zarr.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "zarr", None)  # makes `import zarr` fail
+    assert cli.main(["entropy", str(tmp_path / "p.zarr")]) == 1
+    assert "needs the zarr package" in _one_error_line(capsys)
+
+
+# --------------------------------------------------------------------------- output files and stdout
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for a test (restored after)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_output_gets_the_umask_permissions(prob_files, tmp_path, umask, mask, mode):
+    p_path, q_path, _, _ = prob_files
+    out = tmp_path / "kl.npy"
+    umask(mask)
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", str(out), "--chunk-rows", "3"]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == mode  # not mkstemp's 0600
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_overwritten_output_keeps_its_mode(prob_files, tmp_path, umask):
+    p_path, q_path, _, _ = prob_files
+    out = tmp_path / "kl.npy"
+    out.write_bytes(b"old")
+    out.chmod(0o640)
+    umask(0o022)
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640 and np.load(out).shape == (7,)
+
+
+def test_missing_output_folder_is_named(prob_files, tmp_path, capsys):
+    p_path, q_path, _, _ = prob_files
+    folder = tmp_path / "no" / "such"
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", str(folder / "kl.npy")]) == 1
+    assert _one_error_line(capsys) == f"fastkl: error: output folder {folder} does not exist"
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", str(tmp_path)]) == 1  # a folder, not a file
+    assert "is a folder" in _one_error_line(capsys)
+
+
+def test_output_appears_only_when_complete(prob_files, tmp_path, monkeypatch):
+    """While chunks are computed the output exists only under a temporary name."""
+    p_path, q_path, p, q = prob_files
+    out = tmp_path / "kl.npy"
+    seen = []
+    real = fastkl.kl_divergence
+
+    def spy(*args, **kwargs):
+        seen.append((out.exists(), sorted(f.name[:8] for f in tmp_path.glob(".fastkl-*"))))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastkl, "kl_divergence", spy)
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", str(out), "--chunk-rows", "3"]) == 0
+    assert seen[1:] == [(False, [".fastkl-"])] * 3  # after the zero-row probe: 3 chunks
+    np.testing.assert_allclose(np.load(out), real(p, q), rtol=1e-13)
+    assert list(tmp_path.glob(".fastkl-*")) == []
+
+
+@pytest.mark.parametrize("extra", [[], ["--chunk-rows", "2"], ["--reduction", "sum"]])
+def test_output_to_stdout_round_trip(prob_files, capsysbinary, extra):
+    p_path, q_path, p, q = prob_files
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", "-", *extra]) == 0
+    captured = capsysbinary.readouterr()
+    assert captured.err == b""
+    got = np.load(io.BytesIO(captured.out), allow_pickle=False)
+    reduction = extra[1] if extra[:1] == ["--reduction"] else "none"
+    np.testing.assert_allclose(got, fastkl.kl_divergence(p, q, reduction=reduction), rtol=1e-14)
+
+
+def test_stdout_terminal_is_refused(prob_files, capsys, monkeypatch):
+    p_path, q_path, _, _ = prob_files
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli.main(["kl", str(p_path), str(q_path), "-o", "-"]) == 1
+    assert "terminal" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("args, read", [
+    (["entropy", "p.npy", "-o", "-", "--chunk-rows", "1000"], 10),  # | head -c 10: 800 kB, more than a pipe holds
+    (["entropy", "p.npy", "--reduction", "sum"], 0),  # | true: a printed value still buffered at exit
+])
+def test_closed_pipe_ends_quietly(tmp_path, args, read):
+    """A reader closing the pipe early: no traceback, no "Exception ignored", status 0."""
+    p = np.random.default_rng(14).dirichlet(np.ones(2), size=100_000)
+    np.save(tmp_path / "p.npy", p)
+    # Block-buffered stdout as usual (PYTHONUNBUFFERED would hide the failure at exit).
+    proc = subprocess.Popen([sys.executable, "-m", "fastkl", *args], cwd=tmp_path,
+                            env=subprocess_env(PYTHONUNBUFFERED=None),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = proc.stdout.read(read) if read else b""
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == b""
+    assert head == b"\x93NUMPY\x01\x00v\x00"[:read]
+
+
+# --------------------------------------------------------------------------- progress meter
+
+
+def test_progress_only_on_request_or_terminal(prob_files, capsys):
+    p_path, q_path, _, _ = prob_files
+    base = ["kl", str(p_path), str(q_path), "--chunk-rows", "3"]
+    assert cli.main(base) == 0  # stderr is not a terminal here
+    assert capsys.readouterr().err == ""
+    assert cli.main(base + ["--progress"]) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert summary.startswith("fastkl kl: 7 rows, 560 B in ") and "GB/s (3 chunks of 3 rows" in summary
+    assert cli.main(base + ["--progress", "--no-progress"]) == 2  # one or the other
+
+
+def test_progress_meter_is_throttled_and_ends_clean():
+    now = [0.0]
+    stream = io.StringIO()
+    meter = _files.Progress("fastkl kl", 1000, 10**6, enabled=True, stream=stream, clock=lambda: now[0])
+    meter.start()
+    for done in range(100, 1001, 100):  # ten updates 0.02 s apart: one redraw
+        now[0] += 0.02
+        meter.update(done)
+    text = stream.getvalue()
+    assert text.count("\r") == 1 and "rows" in text and "GB/s" in text and "left" in text
+    now[0] += 0.3
+    meter.finish("2 chunks of 500 rows")
+    lines = stream.getvalue().split("\r")
+    assert lines[-1] == "fastkl kl: 1,000 rows, 1.00 GB in 0.50 s, 2.00 GB/s (2 chunks of 500 rows)\n"
+    meter = _files.Progress("x", 10, 1, enabled=True, stream=stream, clock=lambda: now[0])
+    now[0] += 1
+    meter.update(5)
+    meter.clear()  # before an error message: the line is blanked
+    assert stream.getvalue().endswith("\r" + " " * len("x: 5/10 rows  50.0%  0.00 GB/s  0:01 left") + "\r")
+
+
+def test_progress_is_cleared_before_an_error(tmp_path, capsys, monkeypatch):
+    p = np.full((9, 4), 0.25)
+    p[8, 0] = -1.0
+    np.save(tmp_path / "p.npy", p)
+    monkeypatch.setattr(_files.Progress, "update", lambda self, done: self._draw(f"meter {done}"))
+    code = cli.main(["entropy", str(tmp_path / "p.npy"), "--chunk-rows", "3", "--progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.endswith("\r" + " " * len("meter 6") + "\rfastkl: error: p contains negative, NaN or infinite "
+                        "values (first in row 8); pass validate=False to skip this check\n")
+
+
+# --------------------------------------------------------------------------- the command table
+
+
+def test_a_new_elementwise_command_is_one_table_entry(tmp_path, capsys, monkeypatch):
+    """The table drives parsing and chunking: an elementwise loss needs no other code."""
+    command = cli.Command("bce", "binary_cross_entropy",
+                          (cli.Input("P", "probabilities", core=0), cli.Input("Y", "targets", core=0)),
+                          (), "binary cross-entropy of each element", kind="elementwise", reduction="mean")
+    monkeypatch.setitem(cli.COMMANDS, "bce", command)
+    rng = np.random.default_rng(15)
+    p, y = rng.random((11, 3)), rng.random((11, 3))
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "bce.npy"
+    args = ["bce", str(tmp_path / "p.npy"), str(tmp_path / "y.npy"), "--chunk-rows", "4"]
+    assert cli.main(args + ["--reduction", "none", "-o", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), fastkl.binary_cross_entropy(p, y, reduction="none"), rtol=1e-14)
+    assert cli.main(args) == 0  # the mean over elements, not rows
+    np.testing.assert_allclose(float(capsys.readouterr().out), fastkl.binary_cross_entropy(p, y), rtol=1e-14)
