@@ -12,7 +12,9 @@ of every public function for comparison.
 from ._version import __version__
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads
-from .measures import cross_entropy, entropy, js_divergence, kl_divergence, symmetric_kl
+from .measures import cross_entropy, entropy, js_divergence, kl_bernoulli, kl_divergence, symmetric_kl
+from .gaussians import kl_normal
+from .pairwise import pairwise_js, pairwise_kl
 from .logits import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -32,10 +34,14 @@ __all__ = [
     "entropy",
     "get_num_threads",
     "js_divergence",
+    "kl_bernoulli",
     "kl_divergence",
     "kl_divergence_logits",
+    "kl_normal",
     "log_softmax",
     "logsumexp",
+    "pairwise_js",
+    "pairwise_kl",
     "reference",
     "set_num_threads",
     "show_config",

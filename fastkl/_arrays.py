@@ -220,3 +220,13 @@ def elementwise_rows(views: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
         ]
     if n - m * ELEMENTWISE_ROW:
         yield [f[m * ELEMENTWISE_ROW:][None, :] for f in flat]
+
+
+def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient over the axes along which an input of ``shape`` was broadcast."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead))) if lead else g
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g

@@ -651,3 +651,31 @@ def sum_rows(cnp.ndarray rows64, reduction, bint f32, out=None, double denominat
     mean (weighted means)."""
     cdef int red = _reduction_code(reduction)
     return _reduce_rows(<const double *>cnp.PyArray_DATA(rows64), rows64.size, red, f32, out, denominator)
+
+
+def elementwise(int kernel, list ins, list outs, *, double scale=1.0, bint flags=False, n_threads=None):
+    """Run an elementwise kernel over same-shape arrays (broadcast views
+    allowed), cut into rows (:func:`fastkl._arrays.elementwise_rows`).
+
+    ``outs`` are arrays of that shape receiving elementwise values, or None.
+    Returns ``(total, bits)``: the float64 sum of every value (a pairwise sum
+    of per-row sums) and the OR of the per-row flags (0 without ``flags``).
+    """
+    cdef double total = 0.0
+    cdef int bits = 0
+    cdef int n_in = len(ins)
+    cdef cnp.ndarray sums
+    present = [o for o in outs if o is not None]
+    if cnp.PyArray_SIZE(<cnp.ndarray>ins[0]) == 0:
+        return 0.0, 0
+    for blocks in _arrays.elementwise_rows(list(ins) + present):
+        nb = blocks[0].shape[0]
+        sums = np.empty(nb, np.float64)
+        rest = iter(blocks[n_in:])
+        row_outs = [next(rest) if o is not None else None for o in outs]
+        bad = rows(kernel, blocks[:n_in], row_outs, (nb,), val=sums, flags=flags, scale=scale,
+                   n_threads=n_threads)
+        total += _sum(<const double *>cnp.PyArray_DATA(sums), nb)
+        if bad is not None:
+            bits |= int(np.bitwise_or.reduce(bad)) if nb else 0
+    return total, bits

@@ -123,14 +123,13 @@ def _reduced(rows64: np.ndarray, reduction: str, denominator: float, dtype: np.d
                             None, denominator)
 
 
-def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a gradient over the axes along which an input of ``shape`` was broadcast."""
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    g = g.sum(axis=tuple(range(lead))) if lead else g
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
+def _elementwise_result(out, total: float, reduction: str, n: int, dtype: np.dtype):
+    """An elementwise loss: its values (``"none"``), or their float64 sum or mean."""
+    if reduction == "none":
+        return out[()] if out.ndim == 0 else out
+    if reduction == "mean":
+        total = total / n if n else math.nan
+    return dtype.type(total)
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
@@ -658,7 +657,7 @@ def kl_divergence_logits(
     loss = _reduced(rows, reduction, float(n_rows), dtype)
     if not return_grad:
         return loss
-    grad = _sum_to_shape(grad, q_shape)
+    grad = _arrays.sum_to_shape(grad, q_shape)
     return loss, grad.astype(q_dtype, copy=False)
 
 
@@ -771,14 +770,7 @@ def binary_cross_entropy(
         raise ValueError(f"y must hold targets in [0, 1]; y{_where(pos)} = {float(yv[pos])!r}")
     out = np.empty(shape, dtype=dtype) if reduction == "none" else None
     n = math.prod(shape)
-    sums, flagged = [], False
-    if n:
-        for blocks in _arrays.elementwise_rows([pv, yv, wv] + ([out] if out is not None else [])):
-            row_sums = np.empty(blocks[0].shape[0], dtype=np.float64)
-            bad = _driver.rows(_K["bce"], blocks[:3], [blocks[3] if out is not None else None],
-                               blocks[0].shape[:1], val=row_sums, flags=True, n_threads=n_threads)
-            sums.append(row_sums)
-            flagged = flagged or bool(bad.any())
+    total, flagged = _driver.elementwise(_K["bce"], [pv, yv, wv], [out], flags=True, n_threads=n_threads)
     if flagged:  # the kernel flags rows; find the first bad element for the message
         with np.errstate(invalid="ignore"):
             bad_p = ~((p_arr >= 0) & (p_arr <= 1))
@@ -787,9 +779,7 @@ def binary_cross_entropy(
             raise ValueError(
                 f"p must hold probabilities in [0, 1]; p{_where(pos)} = {float(p_arr[pos])!r}"
             )
-    if reduction == "none":
-        return out[()] if out.ndim == 0 else out
-    return _reduced(np.concatenate(sums) if sums else np.zeros(0), reduction, float(n), dtype)
+    return _elementwise_result(out, total, reduction, n, dtype)
 
 
 def binary_cross_entropy_with_logits(
@@ -872,19 +862,9 @@ def binary_cross_entropy_with_logits(
     out = np.empty(shape, dtype=dtype) if reduction == "none" else None
     grad = np.empty(shape, dtype=dtype) if return_grad else None
     gscale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-    sums = []
-    if n:
-        for blocks in _arrays.elementwise_rows([xv, yv, wv, rv] + [a for a in (out, grad) if a is not None]):
-            rest = iter(blocks[4:])
-            row_outs = [next(rest) if out is not None else None, next(rest) if grad is not None else None]
-            row_sums = np.empty(blocks[0].shape[0], dtype=np.float64)
-            _driver.rows(_K["bce_logits"], blocks[:4], row_outs, blocks[0].shape[:1], val=row_sums,
-                         scale=gscale, n_threads=n_threads)
-            sums.append(row_sums)
-    if reduction == "none":
-        loss = out[()] if out.ndim == 0 else out
-    else:
-        loss = _reduced(np.concatenate(sums) if sums else np.zeros(0), reduction, float(n), dtype)
+    total, _ = _driver.elementwise(_K["bce_logits"], [xv, yv, wv, rv], [out, grad], scale=gscale,
+                                   n_threads=n_threads)
+    loss = _elementwise_result(out, total, reduction, n, dtype)
     if not return_grad:
         return loss
-    return loss, _sum_to_shape(grad, x_arr.shape)
+    return loss, _arrays.sum_to_shape(grad, x_arr.shape)

@@ -1,4 +1,5 @@
-"""Measures on probability rows: entropy, KL divergence, cross-entropy, symmetric KL and Jensen-Shannon.
+"""Measures on probability rows: entropy, KL divergence, cross-entropy, symmetric KL,
+Jensen-Shannon, and the KL divergence between coins.
 
 Every function reduces along ``axis`` (default ``-1``) and shares one set of
 keywords; see the module-level notes below, repeated briefly in each
@@ -25,7 +26,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _driver
+from . import _arrays, _driver
 
 Reduction = Literal["none", "sum", "mean"]
 
@@ -303,6 +304,138 @@ def js_divergence(
                            reduction, validate, out, dtype, n_threads, distance)
 
 
-for _f in (entropy, kl_divergence, cross_entropy, symmetric_kl, js_divergence):
+def kl_bernoulli(
+    p: ArrayLike,
+    q: ArrayLike,
+    /,
+    *,
+    axis: int | None = None,
+    base: float | None = None,
+    reduction: Reduction = "none",
+    validate: bool = True,
+    out: np.ndarray | None = None,
+    dtype: DTypeLike = None,
+    n_threads: int | None = None,
+):
+    r"""KL divergence between coins (Bernoulli distributions) with heads-probabilities ``p`` and ``q``.
+
+    .. math:: \mathrm{KL}(p \| q) = p \log\frac{p}{q} + (1-p) \log\frac{1-p}{1-q}
+
+    The divergence of two coins, the example the KL divergence is usually
+    first met with: the average log-likelihood ratio of flips of coin ``p``
+    against coin ``q``.  Computed as the sum of the two generalised-KL terms
+    :math:`a \log(a/b) - (a - b) \ge 0` (the :math:`(a - b)` cancel), so that
+    nearly equal ``p`` and ``q`` lose nothing to cancellation: relative error
+    about 1e-15 for :math:`|p - q|` down to 1e-8 and below (the naive
+    :math:`\log(p/q) + \log((1-p)/(1-q))` form loses half the digits there).
+
+    Parameters
+    ----------
+    p, q : array_like
+        Heads-probabilities in [0, 1]; they broadcast against each other.
+    axis : int, optional
+        ``None`` (default): elementwise, the broadcast shape.  An int: the
+        divergences summed along that axis (independent coins, e.g. the
+        Bernoulli units of a layer), the other axes kept.
+    base : float, optional
+        Logarithm base of the result: ``None`` for nats, ``2`` for bits.
+    reduction : {"none", "sum", "mean"}, default "none"
+        The values, their sum, or their mean over all result elements.
+    validate : bool, default True
+        Raise ``ValueError`` naming the argument and the first element
+        outside [0, 1] (or NaN).  With ``validate=False`` such values give NaN.
+    out : ndarray, optional
+        Preallocated array of the result's shape and dtype (``reduction="none"``)
+        or 0-d (otherwise); filled and returned.
+    dtype : {None, float32, float64}
+        Result dtype: by default float32 for float32 (and float16, bfloat16)
+        input, else float64.  The computation is in float64 either way.
+    n_threads : int, optional
+        As in :func:`kl_divergence`.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+
+    Notes
+    -----
+    Exact at ``p`` in {0, 1}: ``kl_bernoulli(1, q) = -log q``.  ``q`` in {0, 1}
+    with ``p != q`` gives ``+inf``; ``p = q`` gives exactly 0.  Integer and
+    bool inputs become float64 and float16/bfloat16 float32 (copies).
+
+    Examples
+    --------
+    Two coins, the article's example: a fair coin against one that shows heads
+    a quarter of the time.
+
+    >>> import fastkl
+    >>> round(float(fastkl.kl_bernoulli(0.5, 0.25)), 6)
+    0.143841
+    >>> fastkl.kl_bernoulli([0.5, 1.0, 0.3], [0.5, 0.5, 0.0], base=2)
+    array([ 0.,  1., inf])
+    >>> fastkl.kl_bernoulli([[0.5, 0.5], [0.9, 0.1]], [0.5, 0.5], axis=-1)
+    array([0.        , 0.73612841])
+    """
+    red = _arrays.check_reduction(reduction)
+    scale = _arrays.base_scale(base)
+    a = _arrays.widen_half(_arrays.as_float_array(p, "p"))
+    b = _arrays.widen_half(_arrays.as_float_array(q, "q"))
+    a, b = _arrays.common_float(a, b)
+    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
+    if res_dtype != a.dtype:  # dtype=float64 for float32 input: compute from float64 copies
+        a, b = a.astype(res_dtype), b.astype(res_dtype)
+    kernel = _KERNEL["bernoulli"]
+    if axis is None:
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"shapes do not broadcast together: p {a.shape}, q {b.shape}") from None
+        views = [x if x.shape == shape else np.broadcast_to(x, shape) for x in (a, b)]
+        values = None
+        if red == "none":
+            if out is not None:
+                _arrays.check_out(out, shape, res_dtype)
+            values = out if out is not None and out.flags.c_contiguous else np.empty(shape, res_dtype)
+        total, bits = _driver.elementwise(kernel, views, [values], scale=scale, flags=validate,
+                                          n_threads=n_threads)
+        _raise_outside_unit(bits, views)
+        if red == "none":
+            if out is not None and values is not out:
+                np.copyto(out, values)
+            return out if out is not None else (values[()] if values.ndim == 0 else values)
+        count = int(np.prod(shape))
+        value = total / count if red == "mean" else total
+        if red == "mean" and not count:
+            value = float("nan")
+        return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
+    views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
+    rows = np.empty(outer, np.float64)
+    bad = _driver.rows(kernel, views, [None], outer, val=rows, flags=validate, scale=scale, n_threads=n_threads)
+    _raise_outside_unit(int(np.bitwise_or.reduce(bad.reshape(-1))) if bad is not None and bad.size else 0, views)
+    if red == "none":
+        res = rows.astype(res_dtype, copy=False)
+        if out is not None:
+            _arrays.check_out(out, outer, res_dtype)
+            out[...] = res
+            return out
+        return res if res.ndim else res[()]
+    if out is not None:
+        _arrays.check_out(out, (), res_dtype)
+    return _driver.sum_rows(np.ascontiguousarray(rows).reshape(-1), red, res_dtype == np.float32, out)
+
+
+def _raise_outside_unit(bits: int, views) -> None:
+    """The first element outside [0, 1] (or NaN) of the argument flagged in ``bits``."""
+    for j, name in enumerate(("p", "q")):
+        if bits & (1 << j):
+            v = views[j]
+            with np.errstate(invalid="ignore"):
+                bad = ~((v >= 0) & (v <= 1))
+            pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+            where = f"[{', '.join(map(str, pos))}]" if pos else ""
+            raise ValueError(f"{name} must hold probabilities in [0, 1]; {name}{where} = {float(v[pos])!r}")
+
+
+for _f in (entropy, kl_divergence, cross_entropy, symmetric_kl, js_divergence, kl_bernoulli):
     _f.__doc__ = _doc(_f.__doc__)
 del _f

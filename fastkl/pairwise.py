@@ -1,0 +1,281 @@
+"""All-pairs KL and Jensen-Shannon matrices between two sets of distributions.
+
+``pairwise_kl(P, Q)[i, j] = KL(P_i || Q_j)`` and ``pairwise_js(P, Q)[i, j] =
+JS(P_i, Q_j)`` for ``P`` of shape (M, K) and ``Q`` of shape (N, K); ``Q=None``
+compares ``P`` with itself.
+
+KL uses the identity KL(P_i || Q_j) = sum_k p log p - P_i . log Q_j, so the
+heavy part is one matrix product through BLAS; Jensen-Shannon needs the
+mixture of each pair and has no such identity: it runs a cache-tiled C kernel
+on fastkl's threads.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from . import _arrays, _driver
+
+#: Bound on the temporaries of pairwise_kl (the log of a block of Q's rows,
+#: a block of P's rows in float64), whatever M and N.
+BLOCK_BYTES = 32 * 2**20
+
+
+def _operands(P, Q, names=("P", "Q")):
+    """P and Q as 2-D arrays of one float dtype with matching K (Q is P when None)."""
+    a = _arrays.widen_half(_arrays.as_float_array(P, names[0]))
+    b = a if Q is None else _arrays.widen_half(_arrays.as_float_array(Q, names[1]))
+    for arr, name in ((a, names[0]), (b, names[1])):
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (rows of distributions), got shape {arr.shape}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"P and Q must have the same number of columns (K), got {a.shape} and {b.shape}")
+    if Q is not None:
+        a, b = _arrays.common_float(a, b)
+    return a, b
+
+
+def _result(out, shape, res_dtype) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, res_dtype)
+    return _arrays.check_out(out, shape, res_dtype)
+
+
+def _blas_threads(n_threads):
+    """Limit BLAS to ``n_threads`` for the matrix products (when threadpoolctl is installed)."""
+    if n_threads is None:
+        return nullcontext()
+    from . import _threads
+
+    n = _threads.check(n_threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without it, BLAS keeps its own thread count
+        return nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _check_probabilities(x: np.ndarray, name: str, log: bool) -> None:
+    """Raise for the first row holding a value that is not a (log-)probability."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(x < np.inf) if log else ~((x >= 0) & (x < np.inf))
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        what = "NaN or +inf log-probabilities" if log else "negative, NaN or infinite values"
+        raise ValueError(f"{name} contains {what} (first in row {row}); pass validate=False to skip this check")
+
+
+def pairwise_kl(
+    P: ArrayLike,
+    Q: ArrayLike | None = None,
+    /,
+    *,
+    base: float | None = None,
+    log_p: bool = False,
+    log_q: bool = False,
+    validate: bool = True,
+    out: np.ndarray | None = None,
+    dtype: DTypeLike = None,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    r"""All-pairs KL divergence, ``out[i, j]`` = :math:`KL(P_i \| Q_j)`.
+
+    With :math:`H_i = \sum_k p_{ik} \log p_{ik}` (a row kernel) and
+    :math:`L = \log Q` (once per row of ``Q``), :math:`KL(P_i \| Q_j) = H_i -
+    P_i \cdot L_j`: the heavy part is one matrix product through BLAS, taken
+    in blocks of rows so that the temporaries stay under about 64 MB whatever
+    M and N.  The zero conventions of :func:`fastkl.kl_divergence` hold
+    exactly: a term with ``p = 0`` contributes 0 (its log-zero ``q`` is not
+    multiplied in), and ``p > 0`` where ``q = 0`` gives ``+inf`` (found by a
+    second, boolean product restricted to the columns where ``Q`` has zeros).
+
+    Parameters
+    ----------
+    P : array_like, shape (M, K)
+        Distributions (or log-probabilities with ``log_p``), one per row.
+    Q : array_like, shape (N, K), optional
+        The second set; ``None`` compares ``P`` with itself (``log_q`` is then
+        ``log_p``) and the diagonal is exactly 0.
+    base : float, optional
+        Logarithm base: ``None`` for nats, ``2`` for bits.
+    log_p, log_q : bool, default False
+        The argument holds natural-log probabilities (``-inf`` is 0).
+    validate : bool, default True
+        Raise ``ValueError`` (naming the argument and the first bad row) for
+        negative, NaN or infinite probabilities (NaN or ``+inf`` logs).
+    out : ndarray, shape (M, N), optional
+        Preallocated result of dtype ``dtype``; filled and returned.
+    dtype : {None, float32, float64}
+        Result dtype; by default float32 for float32 input, else float64.
+    n_threads : int, optional
+        Threads of the row kernel and, when ``threadpoolctl`` is installed, of
+        the BLAS product (otherwise BLAS keeps its own setting).
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+
+    Notes
+    -----
+    Accuracy: the identity subtracts :math:`P_i \cdot L_j` from :math:`H_i`,
+    so the absolute error is about 1e-16 times :math:`|H_i| + |P_i \cdot
+    L_j|` (times a small factor of K), not relative to a small divergence:
+    rows that are nearly equal get an absolute error of that size (use
+    :func:`fastkl.kl_divergence` on the pairs that matter when you need
+    their small divergences to full relative precision).  float32 input is
+    therefore computed in float64 throughout (the product on float64 blocks)
+    and rounded once at the end; float32 products would leave errors of
+    1e-7 times :math:`|H_i|` in every entry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastkl
+    >>> P = np.array([[0.5, 0.5], [0.25, 0.75]])
+    >>> fastkl.pairwise_kl(P)
+    array([[0.        , 0.14384104],
+           [0.13081204, 0.        ]])
+    >>> fastkl.pairwise_kl(P, [[1.0, 0.0]])          # p > 0 where q = 0
+    array([[inf],
+           [inf]])
+    """
+    scale = _arrays.base_scale(base)
+    same = Q is None
+    a, b = _operands(P, Q)
+    if same:
+        log_q = log_p
+    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
+    m, n = a.shape[0], b.shape[0]
+    res = _result(out, (m, n), res_dtype)
+    if validate:
+        _check_probabilities(a, "P", log_p)
+        if not same:
+            _check_probabilities(b, "Q", log_q)
+    if m == 0 or n == 0:
+        return res
+    # H_i = sum p log p, in float64, scaled: -entropy of each row.
+    h = _driver.measure(_driver.KERNELS["entropy"], ("P",), a, None, -1, None, log_p, False, False,
+                        "none", False, None, np.float64, n_threads)
+    h = np.atleast_1d(-scale * h)
+    k = a.shape[1]
+    rows_q = max(1, BLOCK_BYTES // (8 * max(k, 1)))
+    rows_p = max(1, BLOCK_BYTES // (8 * max(k, 1)))
+    direct = res.dtype == np.float64 and res.flags.c_contiguous
+    with _blas_threads(n_threads), np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for j0 in range(0, n, rows_q):
+            qb = b[j0:j0 + rows_q].astype(np.float64, copy=False)
+            lq = qb if log_q else np.log(qb)
+            zero = lq == -np.inf                         # q = 0 (NaN propagates through the product)
+            has_zero = bool(zero.any())
+            # -scale * log q, with 0 for q = 0 (its p = 0 terms must stay 0)
+            lq = np.where(zero, 0.0, lq * -scale) if has_zero else lq * -scale
+            zcols = np.flatnonzero(zero.any(axis=0)) if has_zero else None
+            for i0 in range(0, m, rows_p):
+                pb = a[i0:i0 + rows_p]
+                p64 = np.exp(pb.astype(np.float64)) if log_p else pb.astype(np.float64, copy=False)
+                tile = res[i0:i0 + len(pb), j0:j0 + len(qb)]
+                dst = tile if direct else np.empty(tile.shape)
+                np.matmul(p64, lq.T, out=dst)             # -scale * P_i . log Q_j
+                np.add(dst, h[i0:i0 + len(pb), None], out=dst)
+                if has_zero:                               # p > 0 where q = 0: +inf
+                    hit = (p64[:, zcols] > 0).astype(np.float64) @ zero[:, zcols].T.astype(np.float64)
+                    dst[hit > 0] = np.inf
+                if dst is not tile:
+                    tile[...] = dst
+    if same:
+        np.fill_diagonal(res, 0.0)
+    return res
+
+
+def pairwise_js(
+    P: ArrayLike,
+    Q: ArrayLike | None = None,
+    /,
+    *,
+    distance: bool = False,
+    base: float | None = None,
+    log_p: bool = False,
+    log_q: bool = False,
+    normalize: bool = False,
+    validate: bool = True,
+    out: np.ndarray | None = None,
+    dtype: DTypeLike = None,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    r"""All-pairs Jensen-Shannon divergence (or distance), ``out[i, j]`` = :math:`JS(P_i, Q_j)`.
+
+    .. math:: JS(p, q) = \tfrac12 KL(p \| m) + \tfrac12 KL(q \| m), \qquad m = (p + q)/2
+
+    The mixture differs for every pair, so there is no matrix-product
+    identity: a C kernel computes each pair's terms in float64, cache-tiled
+    (blocks of ``Q``'s rows stay in L2 while several rows of ``P`` sweep
+    them) and spread over fastkl's threads.  ``distance=True, base=2`` equals
+    ``scipy.spatial.distance.cdist(P, Q, "jensenshannon", base=2)`` for rows
+    that sum to 1 (SciPy normalises every row; pass ``normalize=True`` for
+    that).
+
+    Parameters
+    ----------
+    P : array_like, shape (M, K)
+        Distributions (or log-probabilities with ``log_p``), one per row.
+    Q : array_like, shape (N, K), optional
+        The second set; ``None`` compares ``P`` with itself (diagonal 0).
+    distance : bool, default False
+        Return the Jensen-Shannon distance, the square root of the divergence
+        in the units of ``base``.
+    base : float, optional
+        Logarithm base: ``None`` for nats, ``2`` for bits.
+    log_p, log_q : bool, default False
+        The argument holds natural-log probabilities (``-inf`` is 0).
+    normalize : bool, default False
+        Divide each row by its sum first (as SciPy does).
+    validate : bool, default True
+        Raise ``ValueError`` (naming the argument and the first bad row) for
+        negative, NaN or infinite probabilities (NaN or ``+inf`` logs).
+    out : ndarray, shape (M, N), optional
+        Preallocated result of dtype ``dtype``; filled and returned.
+    dtype : {None, float32, float64}
+        Result dtype; by default float32 for float32 input, else float64.
+    n_threads : int, optional
+        As in :func:`fastkl.kl_divergence`.
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+
+    Notes
+    -----
+    Rows that are not C-contiguous, and float16/bfloat16 input, are copied
+    once (M x K and N x K, small next to the M x N x K work).
+
+    Examples
+    --------
+    >>> import fastkl
+    >>> fastkl.pairwise_js([[1.0, 0.0], [0.5, 0.5]], base=2)
+    array([[0.        , 0.31127812],
+           [0.31127812, 0.        ]])
+    """
+    scale = _arrays.base_scale(base)
+    same = Q is None
+    a, b = _operands(P, Q)
+    if same:
+        log_q = log_p
+    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
+    m, n = a.shape[0], b.shape[0]
+    res = _result(out, (m, n), res_dtype)
+    if m == 0 or n == 0:
+        return res
+    a = np.ascontiguousarray(a)
+    b = a if same else np.ascontiguousarray(b)
+    dst = res if res.flags.c_contiguous else np.empty((m, n), res_dtype)
+    mode = (_driver.LOG_P if log_p else 0) | (_driver.LOG_Q if log_q else 0) | (_driver.NORMALIZE if normalize else 0)
+    flags = _driver.pairwise_js(a, b, dst, mode, scale, bool(distance), validate, n_threads)
+    if flags is not None and flags.any():
+        _check_probabilities(a, "P", log_p)
+        _check_probabilities(b, "Q", log_q)
+    if dst is not res:
+        res[...] = dst
+    return res
