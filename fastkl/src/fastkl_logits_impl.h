@@ -46,8 +46,9 @@ FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t nb, FKL_E mt,
             FKL_LANES1(i, j, c0, c1, x, z, FKL_LANE_FLUSH(dc, cc) FKL_LANE_FLUSH(dr, cr), {
                 const FKL_E d = x - mt;
                 const FKL_E e = FKL_EXP_SUM_T(d);
-                cc[j] += (d == 0) ? (FKL_E)1 : (FKL_E)0;
-                cr[j] += (d == 0) ? (FKL_E)0 : e;
+                const FKL_E at_max = (FKL_E)(d == 0);
+                cc[j] += at_max;
+                cr[j] += e - at_max;   /* exp(0) = 1 exactly: the max's terms go to cc */
             })
         } else {
             FKL_LANES1(i, j, c0, c1, x, z, FKL_LANE_FLUSH(dr, cr), {
