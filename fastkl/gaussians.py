@@ -105,8 +105,12 @@ def kl_normal(
     values = (mu_p, logvar_p) + (() if prior else (mu_q, logvar_q))
     arrs = _arrays.common_float(*(_arrays.widen_half(_arrays.as_float_array(v, n)) for v, n in zip(values, names)))
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(arrs[0]), dtype)
-    if return_grad and res_dtype != arrs[0].dtype:
-        arrs = tuple(a.astype(res_dtype) for a in arrs)
+    if return_grad and res_dtype == np.float64 and arrs[0].dtype != np.float64:
+        # the kernel writes gradients in its input's type: float64 copies (exact) for float64
+        # gradients of float32 input.  float64 input with dtype=float32 is computed in float64
+        # and the gradients rounded once at the end (rounding logvar to float32 first would
+        # change exp(logvar) by up to |logvar| * 6e-8 relative).
+        arrs = tuple(a.astype(np.float64) for a in arrs)
     views, outer = _arrays.broadcast_rows(list(arrs), names, axis)
     n_rows = int(np.prod(outer))
     grads = [np.empty(views[0].shape, arrs[0].dtype) for _ in range(2)] if return_grad else [None, None]
@@ -116,7 +120,8 @@ def kl_normal(
     _driver.rows(_driver.KERNELS["normal"], ins, grads, outer, val=rows, ival=int(prior), scale=scale,
                  params=(gscale,), n_threads=n_threads)
     if red == "none":
-        res = rows.astype(res_dtype, copy=False)
+        with np.errstate(over="ignore"):  # a float32 result beyond 3.4e38 is inf, correctly rounded
+            res = rows.astype(res_dtype, copy=False)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res
@@ -132,5 +137,8 @@ def kl_normal(
     ax = _arrays.check_axis(axis, len(views[0].shape))
     shapes = (np.shape(arrs[0]), np.shape(arrs[1]))
     out_grads = tuple(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape) for g, shape in zip(grads, shapes))
+    if out_grads[0].dtype != res_dtype:
+        with np.errstate(over="ignore"):
+            out_grads = tuple(g.astype(res_dtype) for g in out_grads)
     return result, out_grads
 
