@@ -98,7 +98,8 @@ def pairwise_kl(
         Distributions (or log-probabilities with ``log_p``), one per row.
     Q : array_like, shape (N, K), optional
         The second set; ``None`` compares ``P`` with itself (``log_q`` is then
-        ``log_p``) and the diagonal is exactly 0.
+        ``log_p``) and the diagonal is exactly 0 (NaN for a row holding NaN,
+        with ``validate=False``).
     base : float, optional
         Logarithm base: ``None`` for nats, ``2`` for bits.
     log_p, log_q : bool, default False
