@@ -489,3 +489,10 @@ def test_property_axis_sum_equals_sum_of_elements(pairs):
         assert total == INF
     else:
         assert total == pytest.approx(math.fsum(elems), rel=1e-13, abs=1e-300)
+
+
+@pytest.mark.parametrize("axis", [None, 0])
+@pytest.mark.parametrize("n_threads,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_invalid_n_threads_raise(axis, n_threads, exc):
+    with pytest.raises(exc):
+        fastkl.kl_bernoulli([0.5, 0.2], [0.4, 0.3], axis=axis, n_threads=n_threads)

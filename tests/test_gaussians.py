@@ -104,6 +104,18 @@ def test_prior_against_mpmath(scale):
     assert_rel_mp(fastkl.kl_normal(mu_p, lv_p), mp_kl_normal(mu_p, lv_p), 1e-13)
 
 
+def test_large_logvar_differences_against_mpmath():
+    """512 <= lvp - lvq < 709 with independent low bits: the rounding of t = lvp - lvq (half an
+    ulp, up to 5.7e-14 relative in e^t) is the largest error there is; still within 1e-13."""
+    rng = np.random.default_rng(21)
+    lv_p, lv_q = rng.uniform(200, 700, 400), -rng.uniform(5, 300, 400)
+    keep = (lv_p - lv_q > 512) & (lv_p - lv_q < 709)
+    lv_p, lv_q = lv_p[keep][:120, None], lv_q[keep][:120, None]
+    mu_p, mu_q = rng.normal(size=lv_p.shape), rng.normal(size=lv_p.shape)
+    assert len(lv_p) == 120
+    assert_rel_mp(fastkl.kl_normal(mu_p, lv_p, mu_q, lv_q), mp_kl_normal(mu_p, lv_p, mu_q, lv_q), 1e-13)
+
+
 def test_extreme_logvars_finite_and_accurate():
     """|logvar| = 700 in every combination: no NaN, no spurious overflow, 1e-13 relative."""
     v = np.array([-700.0, -699.5, -1.0, 0.0, 1e-300, 699.5, 700.0])
@@ -500,3 +512,9 @@ def test_thread_count_does_not_change_results(rng):
     np.testing.assert_array_equal(one[1][0], two[1][0])
     np.testing.assert_array_equal(one[1][1], two[1][1])
     assert fastkl.kl_normal(*args, reduction="mean", n_threads=1) == fastkl.kl_normal(*args, reduction="mean", n_threads=2)
+
+
+@pytest.mark.parametrize("n_threads,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_invalid_n_threads_raise(n_threads, exc):
+    with pytest.raises(exc):
+        fastkl.kl_normal([0.5, 0.2], [0.4, 0.3], n_threads=n_threads)

@@ -497,3 +497,12 @@ def test_property_pairwise_js_symmetric_and_bounded(P):
     assert np.all(np.abs(J - J.T) <= 1e-13 * J + 1e-15)
     Jb = fastkl.pairwise_js(P, base=2)
     assert np.all(Jb <= 1 + 1e-15)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("n_threads,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError),
+                                           ("2", TypeError)])
+def test_invalid_n_threads_raise(func, n_threads, exc):
+    P = np.full((3, 4), 0.25)
+    with pytest.raises(exc):
+        getattr(fastkl, func)(P, P, n_threads=n_threads)
