@@ -496,3 +496,13 @@ def test_property_axis_sum_equals_sum_of_elements(pairs):
 def test_invalid_n_threads_raise(axis, n_threads, exc):
     with pytest.raises(exc):
         fastkl.kl_bernoulli([0.5, 0.2], [0.4, 0.3], axis=axis, n_threads=n_threads)
+
+
+@pytest.mark.parametrize("axis", [None, -1, 0])
+def test_layouts(layout, to_layout, rng, axis):
+    """C, F, strided, read-only, memmap and broadcast inputs give the values of a C copy."""
+    p, q = moderate_coins(rng, (6, 9))
+    pl, ql = to_layout(p, layout, "p"), to_layout(q, layout, "q")
+    want = fastkl.kl_bernoulli(np.array(pl), np.array(ql), axis=axis)
+    np.testing.assert_array_equal(fastkl.kl_bernoulli(pl, ql, axis=axis), want)
+    np.testing.assert_array_equal(fastkl.kl_bernoulli(pl, np.array(ql), axis=axis), want)

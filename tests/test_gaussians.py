@@ -518,3 +518,15 @@ def test_thread_count_does_not_change_results(rng):
 def test_invalid_n_threads_raise(n_threads, exc):
     with pytest.raises(exc):
         fastkl.kl_normal([0.5, 0.2], [0.4, 0.3], n_threads=n_threads)
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_layouts(layout, to_layout, rng, prior):
+    """C, F, strided, read-only, memmap and broadcast inputs give the values of C copies."""
+    args = [rng.normal(size=(6, 9)) for _ in range(2 if prior else 4)]
+    laid = [to_layout(a, layout, f"a{i}") for i, a in enumerate(args)]
+    want, (gm, gl) = fastkl.kl_normal(*(np.array(a) for a in laid), return_grad=True)
+    got, (gm2, gl2) = fastkl.kl_normal(*laid, return_grad=True)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(gm2, gm)
+    np.testing.assert_array_equal(gl2, gl)
