@@ -41,9 +41,11 @@ def kl_normal(
     Each dimension's term is computed as :math:`\frac12 [h(t) + (\mu_p -
     \mu_q)^2 e^{-\mathrm{logvar}_q}]` with :math:`t = \mathrm{logvar}_p -
     \mathrm{logvar}_q` and :math:`h(t) = e^t - 1 - t \ge 0` evaluated without
-    cancellation near 0: two non-negative parts, about 1e-15 relative error,
-    and no overflow for :math:`|\mathrm{logvar}|` up to 700 (beyond that
-    :math:`e^t` itself overflows to ``inf``, the correctly rounded answer).
+    cancellation near 0: two non-negative parts, about 1e-15 relative error
+    plus :math:`1.1 \times 10^{-16} |t|` from the rounding of :math:`t`
+    itself (at most 6e-14, for :math:`512 \le t < 710`), and no overflow for
+    :math:`|\mathrm{logvar}|` up to 700 (where :math:`e^t` itself exceeds
+    the largest double the result is ``inf``, the correctly rounded answer).
     Equals ``torch.distributions.kl_divergence(Normal(mu_p, std_p),
     Normal(mu_q, std_q)).sum(axis)`` with ``std = exp(logvar / 2)``.
 
@@ -105,8 +107,12 @@ def kl_normal(
     values = (mu_p, logvar_p) + (() if prior else (mu_q, logvar_q))
     arrs = _arrays.common_float(*(_arrays.widen_half(_arrays.as_float_array(v, n)) for v, n in zip(values, names)))
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(arrs[0]), dtype)
-    if return_grad and res_dtype != arrs[0].dtype:
-        arrs = tuple(a.astype(res_dtype) for a in arrs)
+    if return_grad and res_dtype == np.float64 and arrs[0].dtype != np.float64:
+        # the kernel writes gradients in its input's type: float64 copies (exact) for float64
+        # gradients of float32 input.  float64 input with dtype=float32 is computed in float64
+        # and the gradients rounded once at the end (rounding logvar to float32 first would
+        # change exp(logvar) by up to |logvar| * 6e-8 relative).
+        arrs = tuple(a.astype(np.float64) for a in arrs)
     views, outer = _arrays.broadcast_rows(list(arrs), names, axis)
     n_rows = int(np.prod(outer))
     grads = [np.empty(views[0].shape, arrs[0].dtype) for _ in range(2)] if return_grad else [None, None]
@@ -116,7 +122,8 @@ def kl_normal(
     _driver.rows(_driver.KERNELS["normal"], ins, grads, outer, val=rows, ival=int(prior), scale=scale,
                  params=(gscale,), n_threads=n_threads)
     if red == "none":
-        res = rows.astype(res_dtype, copy=False)
+        with np.errstate(over="ignore"):  # a float32 result beyond 3.4e38 is inf, correctly rounded
+            res = rows.astype(res_dtype, copy=False)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res
@@ -132,5 +139,8 @@ def kl_normal(
     ax = _arrays.check_axis(axis, len(views[0].shape))
     shapes = (np.shape(arrs[0]), np.shape(arrs[1]))
     out_grads = tuple(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape) for g, shape in zip(grads, shapes))
+    if out_grads[0].dtype != res_dtype:
+        with np.errstate(over="ignore"):
+            out_grads = tuple(g.astype(res_dtype) for g in out_grads)
     return result, out_grads
 

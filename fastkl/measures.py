@@ -382,8 +382,11 @@ def kl_bernoulli(
     b = _arrays.widen_half(_arrays.as_float_array(q, "q"))
     a, b = _arrays.common_float(a, b)
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
-    if res_dtype != a.dtype:  # dtype=float64 for float32 input: compute from float64 copies
-        a, b = a.astype(res_dtype), b.astype(res_dtype)
+    if res_dtype == np.float64 and a.dtype != np.float64:
+        # dtype=float64 for float32 input: the kernel stores values in its input's type, so
+        # compute from float64 copies (exact).  The other way round (float64 input, float32
+        # result) the inputs are kept: rounding them to float32 first would change p - q.
+        a, b = a.astype(np.float64), b.astype(np.float64)
     kernel = _KERNEL["bernoulli"]
     if axis is None:
         try:
@@ -395,18 +398,22 @@ def kl_bernoulli(
         if red == "none":
             if out is not None:
                 _arrays.check_out(out, shape, res_dtype)
-            values = out if out is not None and out.flags.c_contiguous else np.empty(shape, res_dtype)
+            # the kernel writes values of its input's type: float64 for a float32 result of
+            # float64 input, rounded once below
+            direct = out is not None and out.flags.c_contiguous and out.dtype == a.dtype
+            values = out if direct else np.empty(shape, a.dtype)
         total, bits = _driver.elementwise(kernel, views, [values], scale=scale, flags=validate,
                                           n_threads=n_threads)
         _raise_outside_unit(bits, views)
         if red == "none":
-            if out is not None and values is not out:
-                np.copyto(out, values)
-            return out if out is not None else (values[()] if values.ndim == 0 else values)
+            if out is not None:
+                if values is not out:
+                    np.copyto(out, values)
+                return out
+            values = values.astype(res_dtype, copy=False)
+            return values[()] if values.ndim == 0 else values
         count = int(np.prod(shape))
-        value = total / count if red == "mean" else total
-        if red == "mean" and not count:
-            value = float("nan")
+        value = (total / count if count else float("nan")) if red == "mean" else total
         return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
     views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
     rows = np.empty(outer, np.float64)

@@ -98,7 +98,8 @@ def pairwise_kl(
         Distributions (or log-probabilities with ``log_p``), one per row.
     Q : array_like, shape (N, K), optional
         The second set; ``None`` compares ``P`` with itself (``log_q`` is then
-        ``log_p``) and the diagonal is exactly 0.
+        ``log_p``) and the diagonal is exactly 0 (NaN for a row holding NaN,
+        with ``validate=False``).
     base : float, optional
         Logarithm base: ``None`` for nats, ``2`` for bits.
     log_p, log_q : bool, default False
@@ -180,13 +181,13 @@ def pairwise_kl(
                 dst = tile if direct else np.empty(tile.shape)
                 np.matmul(p64, lq.T, out=dst)             # -scale * P_i . log Q_j
                 np.add(dst, h[i0:i0 + len(pb), None], out=dst)
-                if has_zero:                               # p > 0 where q = 0: +inf
+                if has_zero:                               # p > 0 where q = 0: +inf (NaN stays NaN)
                     hit = (p64[:, zcols] > 0).astype(np.float64) @ zero[:, zcols].T.astype(np.float64)
-                    dst[hit > 0] = np.inf
+                    dst[(hit > 0) & ~np.isnan(dst)] = np.inf
                 if dst is not tile:
                     tile[...] = dst
-    if same:
-        np.fill_diagonal(res, 0.0)
+    if same:  # KL(P_i || P_i) = 0 exactly, except that NaN propagates (validate=False)
+        np.fill_diagonal(res, np.where(np.isnan(a).any(axis=1), np.nan, 0.0))
     return res
 
 

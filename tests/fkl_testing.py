@@ -17,7 +17,7 @@ import scipy.special as sp
 MEASURES = ("entropy", "kl_divergence", "cross_entropy")
 PAIR_MEASURES = ("kl_divergence", "cross_entropy")
 
-#: Every input layout the contract lists ("Layouts" in api.md).  ``bcast_rows`` has a zero
+#: Every input layout the contract lists (README.md, Conventions, "Shapes").  ``bcast_rows`` has a zero
 #: stride on the outer (row) axis, ``bcast_cols`` a zero stride on the distribution axis.
 LAYOUTS = ("C", "F", "strided", "readonly", "memmap", "bcast_rows", "bcast_cols")
 

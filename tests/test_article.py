@@ -1,4 +1,5 @@
-"""The identities of the article fastkl grew from (/work/shared/seed): two coins.
+"""The identities of the article fastkl grew from, on its example of two coins (which
+examples/coin_flips.py runs and tests/test_examples.py checks).
 
 For n flips of a coin with heads-probability p (coin 1) and a model coin q (coin 2), the
 average log-likelihood ratio (1/n) log[p^k (1-p)^(n-k) / (q^k (1-q)^(n-k))] converges to
@@ -35,6 +36,7 @@ def test_average_log_likelihood_ratio_converges_to_kl(p, q):
     empirical = (k * a + (N_FLIPS - k) * b) / N_FLIPS
     kl = float(fastkl.kl_divergence(bern(p), bern(q)))
     assert kl == pytest.approx(p * a + (1 - p) * b, rel=1e-13)
+    assert float(fastkl.kl_bernoulli(p, q)) == pytest.approx(kl, rel=1e-13)   # the same coins
     sigma = math.sqrt(p * (1 - p) * (a - b) ** 2 / N_FLIPS)
     assert abs(empirical - kl) < 5 * sigma, (empirical, kl, sigma)
     # the same in bits

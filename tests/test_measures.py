@@ -1,5 +1,5 @@
 """Tests of fastkl.entropy, fastkl.kl_divergence and fastkl.cross_entropy against the contract
-(/work/shared/design/api.md) with SciPy as the reference.
+(their docstrings and README.md's Conventions) with SciPy as the reference.
 
 Tolerances, decided before looking at any result:
 
@@ -926,7 +926,7 @@ def test_array_likes(measure, rng):
 
 @pytest.mark.parametrize("measure", MEASURES)
 def test_dask_arrays_give_lazy_results(measure, rng):
-    """api.md: dask arrays give a lazy dask result computed blockwise with the same kernels."""
+    """Dask arrays give a lazy dask result computed blockwise with the same kernels."""
     da = pytest.importorskip("dask.array")
     p, q = pair_rows(rng, (40, 30))
     P, Q = da.from_array(p, chunks=(10, 30)), da.from_array(q, chunks=(10, 30))
