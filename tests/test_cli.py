@@ -280,7 +280,7 @@ def test_bench_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
 
 SMALL_FUNCTIONS = ("entropy", "kl_divergence", "cross_entropy", "symmetric_kl", "js_divergence", "logsumexp",
                    "log_softmax", "softmax", "softmax_cross_entropy", "kl_divergence_logits",
-                   "binary_cross_entropy", "binary_cross_entropy_with_logits")
+                   "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_bernoulli", "kl_normal")
 
 
 @pytest.fixture
@@ -310,7 +310,7 @@ def test_bench_small(capsys, tmp_path, tiny_autorange):
     report = json.loads(path.read_text())
     assert report["results"] == [] and report["options"]["sizes"] == {"small": [[10], [100, 100], [1000, 100]]}
     small = report["per_call"]["small"]
-    assert len(small["results"]) == 72 and small["failed"] == []
+    assert len(small["results"]) == 84 and small["failed"] == []
     for r in small["results"]:
         assert r["agrees_with_reference"] is True, r
         assert r["fastkl"]["median_s"] > 0 and r["fastkl"]["calls_per_sample"] >= 1

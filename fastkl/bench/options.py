@@ -121,6 +121,8 @@ SMALL_FUNCTIONS = (
     Function("kl_divergence_logits", "logits,logits"),
     Function("binary_cross_entropy", "probabilities,targets"),
     Function("binary_cross_entropy_with_logits", "logits,targets"),
+    Function("kl_bernoulli", "coins"),
+    Function("kl_normal", "mu,logvar"),
 )
 #: 1-D 10 (a single distribution: call overhead), 100 x 100 (fits in L1/L2), 1000 x 100.
 SMALL_SHAPES: tuple[Shape, ...] = ((10,), (100, 100), (1_000, 100))
