@@ -8,8 +8,9 @@ Subcommands
     Time fastkl against the numpy reference (and SciPy / PyTorch / scikit-learn when
     installed) and the memory-bandwidth floor; see :mod:`fastkl.bench`.  Workloads
     ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default),
-    ``ce`` (softmax cross-entropy of logits with integer labels) and ``small`` (time per
-    call of every function at small sizes).
+    ``ce`` (softmax cross-entropy of logits with integer labels), ``small`` (time per
+    call of every function at small sizes) and ``pairwise`` (the all-pairs matrices
+    against the bare matrix product, numpy, SciPy's ``cdist`` and PyTorch).
 ``fastkl kl|ce|js P Q``, ``fastkl entropy P``, ``fastkl softmax-ce LOGITS LABELS``, ``fastkl bernoulli P Q``
     File commands: :func:`fastkl.kl_divergence`, :func:`fastkl.cross_entropy`,
     :func:`fastkl.js_divergence`, :func:`fastkl.entropy`,
@@ -177,7 +178,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             f"{'/'.join(bench.CE_LARGE_DTYPES)} only); small (time per call of each of "
             f"{', '.join(f.key for f in bench.SMALL_FUNCTIONS)} at {shapes(bench.SMALL_SHAPES)}, against "
             "the reference, the plain numpy formula, SciPy and PyTorch; each sample lasts at least "
-            f"{bench.AUTORANGE_S * 1e3:g} ms). "
+            f"{bench.AUTORANGE_S * 1e3:g} ms); pairwise ("
+            + " and ".join(f"{f} at M = N = {bench.PAIRWISE_SIZES[f][0]}, K = {bench.PAIRWISE_SIZES[f][1]}"
+                           for f in bench.PAIRWISE_FUNCTIONS)
+            + f", {'/'.join(bench.PAIRWISE_DTYPES)} unless --dtype is given, against the bare matrix product "
+            "P @ np.log(Q).T, the reference, numpy, SciPy's cdist and PyTorch; baselines that call Python per "
+            "pair or broadcast M x N x K are timed on a subset of rows and scaled, marked ~). "
             "Progress goes to stderr, the table to stdout."
         ),
     )
@@ -187,12 +193,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                         f"(default: {','.join(bench.DEFAULT_WORKLOADS)})")
     p.add_argument("--rows", type=_positive_int, metavar="N",
                    help="rows of a single size to run instead of each workload's defaults "
-                        "(default with --cols: 1000, 100 for small)")
+                        "(default with --cols: 1000, 100 for small; for pairwise M = N, default each "
+                        "function's)")
     p.add_argument("--cols", type=_positive_int, metavar="K",
-                   help="columns (classes for ce) of a single size to run instead of each workload's "
-                        "defaults (default with --rows: 100, 1000 for ce)")
-    p.add_argument("--dtype", type=_choice_list(bench.DTYPES), default=bench.DTYPES, metavar="D[,D...]",
-                   help="comma-separated dtypes (default: float32,float64)")
+                   help="columns (classes for ce, K for pairwise) of a single size to run instead of each "
+                        "workload's defaults (default with --rows: 100, 1000 for ce, 256 for pairwise)")
+    p.add_argument("--dtype", type=_choice_list(bench.DTYPES), default=None, metavar="D[,D...]",
+                   help=f"comma-separated dtypes (default: float32,float64; {','.join(bench.PAIRWISE_DTYPES)} "
+                        "for pairwise)")
     p.add_argument("--threads", type=_int_list, default=None, metavar="T[,T...]",
                    help="comma-separated thread counts, -1 for all cores (default: all cores)")
     p.add_argument("--repeat", type=_positive_int, default=bench.DEFAULT_REPEAT, metavar="R",
@@ -210,7 +218,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help=f"largest input size of the plot in bytes (default {bench.PLOT_MAX_BYTES})")
     p.add_argument("--full-baselines", action="store_true",
                    help="time the baselines on every row (by default they see at most max(64 MiB, "
-                        "2 x last-level cache) of input and their time is scaled to all rows)")
+                        "2 x last-level cache) of input and their time is scaled to all rows; for pairwise, "
+                        "those calling Python per pair or broadcasting M x N x K see a subset of P's rows)")
     p.set_defaults(handler=_cmd_bench)
 
 
@@ -536,8 +545,8 @@ def _bench_options(args: argparse.Namespace) -> Any:
     cores = bench.cpu_count()
     threads = tuple(cores if t == -1 else t for t in (args.threads or (cores,)))
     return bench.BenchOptions(
-        workloads=args.workload, dtypes=args.dtype, rows=args.rows, cols=args.cols, threads=threads,
-        repeat=args.repeat,
+        workloads=args.workload, dtypes=args.dtype or bench.DTYPES, rows=args.rows, cols=args.cols,
+        threads=threads, repeat=args.repeat, pairwise_dtypes=args.dtype or bench.PAIRWISE_DTYPES,
         simd=args.simd, json_path=args.json, plot_path=args.plot, plot_max_bytes=args.plot_max_bytes,
         full_baselines=args.full_baselines,
     )

@@ -340,6 +340,64 @@ def test_bench_help_lists_small(capsys):
     assert "small" in text and "binary_cross_entropy_with_logits" in text and "1-D 10" in text
 
 
+def test_bench_pairwise_json(capsys, tmp_path):
+    """--workload pairwise: one line per function (float64 by default), the bare product and its ratio
+    for KL, the baselines with their expressions in --json, values checked against the reference."""
+    path = tmp_path / "pairwise.json"
+    assert cli.main(["bench", "--workload", "pairwise", "--rows", "40", "--cols", "8", "--repeat", "1",
+                     "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("function"))
+    for column in ("MxNxK", "fastkl", "matmul", "x matmul", "reference", "numpy", "speed-up"):
+        assert column in header
+    if importlib.util.find_spec("scipy") is not None:
+        assert "scipy" in header.split()
+    rows = [line.split()[:4] for line in lines if line.startswith("pairwise_")]
+    assert rows == [["pairwise_kl", "float64", "40x40x8", "1"], ["pairwise_js", "float64", "40x40x8", "1"]]
+    assert "x matmul = fastkl time / matmul time" in out and "WARNING" not in out
+    assert not any(line.startswith("workload") for line in lines)  # no throughput table
+
+    report = json.loads(path.read_text())
+    assert report["options"]["sizes"] == {"pairwise": [[40, 8]]}
+    assert report["options"]["pairwise_dtypes"] == ["float64"]
+    pairwise = report["pairwise"]
+    assert pairwise["expressions"]["matmul"] == "P @ np.log(Q).T"
+    assert pairwise["expressions"]["numpy"]["pairwise_kl"] == "(P * np.log(P)).sum(1)[:, None] - P @ np.log(Q).T"
+    kl, js = pairwise["results"]
+    assert (kl["function"], kl["m"], kl["n"], kl["k"]) == ("pairwise_kl", 40, 40, 8)
+    assert kl["x_matmul"] == pytest.approx(kl["fastkl"]["median_s"] / kl["matmul"]["median_s"])
+    assert js["function"] == "pairwise_js" and js["matmul"] is None and js["x_matmul"] is None
+    for r in (kl, js):
+        assert r["agrees_with_reference"] is True
+        assert {"reference", "numpy"} <= r["baselines"].keys()
+        assert all(b["rows_timed"] == 40 and b["speedup"] > 0 for b in r["baselines"].values())
+
+
+def test_bench_pairwise_dtype_and_subsets(capsys, tmp_path, monkeypatch):
+    from fastkl.bench import options
+
+    monkeypatch.setattr(options, "PYTHON_PAIRS", 60)  # SciPy's KL callable on 2 of 30 rows
+    path = tmp_path / "pairwise.json"
+    assert cli.main(["bench", "--workload", "pairwise", "--rows", "30", "--cols", "6", "--dtype", "float32",
+                     "--repeat", "1", "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split()[:3] for line in out.splitlines() if line.startswith("pairwise_")]
+    assert rows == [["pairwise_kl", "float32", "30x30x6"], ["pairwise_js", "float32", "30x30x6"]]
+    kl = json.loads(path.read_text())["pairwise"]["results"][0]
+    assert kl["agrees_with_reference"] is True
+    if importlib.util.find_spec("scipy") is not None:
+        assert kl["baselines"]["scipy"]["rows_timed"] == 2
+        assert "~ baseline timed on the first 2 of 30 rows of P" in out
+
+
+def test_bench_help_lists_pairwise(capsys):
+    assert cli.main(["bench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "pairwise (pairwise_kl at M = N = 2000, K = 256 and pairwise_js at M = N = 500, K = 256" in text
+    assert "P @ np.log(Q).T" in text
+
+
 def test_bench_small_cannot_plot(capsys, tmp_path):
     assert cli.main(["bench", "--workload", "small", "--plot", str(tmp_path / "x.png")]) == 1
     assert "throughput workload" in capsys.readouterr().err

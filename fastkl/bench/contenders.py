@@ -236,13 +236,8 @@ def scipy_contender(functions: Sequence[Function] | None = None) -> Contender:
 # --------------------------------------------------------------------------- PyTorch
 
 
-def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
-    """PyTorch on CPU tensors sharing the numpy inputs' memory; raises :class:`Unavailable`."""
-    try:
-        import torch
-        import torch.nn.functional as F
-    except Exception as exc:  # a broken torch install raises more than ImportError
-        raise Unavailable(f"not importable ({exc})") from None
+def torch_thread_limit(torch: Any) -> Callable[[int], ContextManager]:
+    """``thread_limit`` of a PyTorch contender: ``threads`` intra-op threads, inference mode."""
 
     @contextmanager
     def thread_limit(threads: int) -> Iterator[None]:
@@ -253,6 +248,18 @@ def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
                 yield
         finally:
             torch.set_num_threads(previous)
+
+    return thread_limit
+
+
+def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
+    """PyTorch on CPU tensors sharing the numpy inputs' memory; raises :class:`Unavailable`."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except Exception as exc:  # a broken torch install raises more than ImportError
+        raise Unavailable(f"not importable ({exc})") from None
+    thread_limit = torch_thread_limit(torch)
 
     def js(p: Any, q: Any) -> Any:
         log_m = torch.log(0.5 * (p + q))
