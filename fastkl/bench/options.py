@@ -135,8 +135,8 @@ PER_CALL_WORKLOADS = {
 }
 
 #: The all-pairs functions of the ``pairwise`` workload and their default (M = N, K): a
-#: KL matrix big enough that the matrix product dominates, a JS matrix (no product
-#: identity: M x N x K logs) that takes about as long.
+#: KL matrix big enough that the matrix product dominates, and a JS matrix of a sixteenth
+#: of the pairs (no product identity: 2 M x N x K logarithms), under a second each.
 PAIRWISE_FUNCTIONS = ("pairwise_kl", "pairwise_js")
 PAIRWISE_SIZES: dict[str, Shape] = {"pairwise_kl": (2_000, 256), "pairwise_js": (500, 256)}
 #: The dtypes the pairwise workload runs without ``--dtype``.
