@@ -8,13 +8,19 @@ Subcommands
     Time fastkl against the numpy reference (and SciPy / PyTorch / scikit-learn when
     installed) and the memory-bandwidth floor; see :mod:`fastkl.bench`.  Workloads
     ``entropy``, ``kl``, ``cross_entropy`` (the measures on probability rows, the default),
-    ``ce`` (softmax cross-entropy of logits with integer labels) and ``small`` (time per
-    call of every function at small sizes).
-``fastkl kl|ce|js P Q``, ``fastkl entropy P``, ``fastkl softmax-ce LOGITS LABELS``
+    ``ce`` (softmax cross-entropy of logits with integer labels), ``small`` (time per
+    call of every function at small sizes) and ``pairwise`` (the all-pairs matrices
+    against the bare matrix product, numpy, SciPy's ``cdist`` and PyTorch).
+``fastkl kl|ce|js P Q``, ``fastkl entropy P``, ``fastkl softmax-ce LOGITS LABELS``, ``fastkl bernoulli P Q``
     File commands: :func:`fastkl.kl_divergence`, :func:`fastkl.cross_entropy`,
-    :func:`fastkl.js_divergence`, :func:`fastkl.entropy` and
-    :func:`fastkl.softmax_cross_entropy` of arrays in files, with the functions'
-    keywords as options.  Each command is one row of :data:`COMMANDS`.
+    :func:`fastkl.js_divergence`, :func:`fastkl.entropy`,
+    :func:`fastkl.softmax_cross_entropy` and :func:`fastkl.kl_bernoulli` (one value
+    per element, or summed along ``--axis`` when it is given) of arrays in files, with
+    the functions' keywords as options.  Each command is one row of :data:`COMMANDS`.
+``fastkl pairwise-kl|pairwise-js P [Q] -o OUT.npy``
+    :func:`fastkl.pairwise_kl` and :func:`fastkl.pairwise_js` of an (M, K) and an
+    (N, K) array in files (``Q`` defaults to ``P``): the M x N matrix, computed in
+    blocks of P's rows and written to ``OUT.npy`` (or ``-``) block by block.
 
 File commands
 -------------
@@ -39,6 +45,16 @@ Chunks
     overrides the row count.  Other layouts -- another ``--axis``, inputs that
     broadcast in other ways, a Fortran-ordered compressed member -- are computed
     in one call on the whole (memory-mapped where possible) arrays.
+Pairwise blocks
+    ``pairwise-kl`` / ``pairwise-js`` hold Q whole (P itself when Q is left out;
+    memory-mapped where possible, every block reads all of it) and read P in
+    blocks of rows like the chunks above.  Each block's rows of the result are
+    computed by the library function against all of Q and appended to the output
+    after its ``.npy`` header, so the M x N result is never held whole: the block
+    size keeps Q (and a copy of it when its dtype or layout must change), the
+    block, its result rows and the function's temporaries within ``--memory``
+    (at least one row).  ``-o`` is required.  Without Q the diagonal is exactly 0
+    where the function makes it so (``pairwise_kl``), as in the in-memory call.
 Results
     Per-row values (``--reduction none``) are streamed to ``-o OUT.npy``, or
     printed one a line when there are at most :data:`MAX_PRINTED`; a ``sum`` or
@@ -53,7 +69,8 @@ Progress
     Rows done, GB/s and time left on stderr, redrawn at most 10 times a second,
     when stderr is a terminal (``--progress`` / ``--no-progress`` to force), then
     a summary line: rows, input bytes, seconds and GB/s of the chunk loop alone
-    (opening files excluded), chunks.
+    (opening files excluded), chunks.  For the pairwise commands the rows are P's
+    and the bytes those of the result matrix written.
 
 Exit codes
 ----------
@@ -70,10 +87,10 @@ Exit codes
     traceback.  Row numbers in messages count from the start of the file.
 2
     A usage error: one caught by argparse (an unknown option or subcommand, a
-    missing file argument, a non-number where a number is expected, a bad
-    ``--memory`` size, a value outside a fixed set of choices such as
-    ``--reduction avg``), or ``--key`` given a number of times that matches neither
-    one nor the .npz/Zarr inputs.
+    missing file argument, a pairwise command without ``-o``, a non-number where
+    a number is expected, a bad ``--memory`` size, a value outside a fixed set of
+    choices such as ``--reduction avg``), or ``--key`` given a number of times that
+    matches neither one nor the .npz/Zarr inputs.
 130
     Interrupted (Ctrl-C).
 """
@@ -161,7 +178,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             f"{'/'.join(bench.CE_LARGE_DTYPES)} only); small (time per call of each of "
             f"{', '.join(f.key for f in bench.SMALL_FUNCTIONS)} at {shapes(bench.SMALL_SHAPES)}, against "
             "the reference, the plain numpy formula, SciPy and PyTorch; each sample lasts at least "
-            f"{bench.AUTORANGE_S * 1e3:g} ms). "
+            f"{bench.AUTORANGE_S * 1e3:g} ms); pairwise ("
+            + " and ".join(f"{f} at M = N = {bench.PAIRWISE_SIZES[f][0]}, K = {bench.PAIRWISE_SIZES[f][1]}"
+                           for f in bench.PAIRWISE_FUNCTIONS)
+            + f", {'/'.join(bench.PAIRWISE_DTYPES)} unless --dtype is given, against the bare matrix product "
+            "P @ np.log(Q).T, the reference, numpy, SciPy's cdist and PyTorch; baselines that call Python per "
+            "pair or broadcast M x N x K are timed on a subset of rows and scaled, marked ~). "
             "Progress goes to stderr, the table to stdout."
         ),
     )
@@ -171,12 +193,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                         f"(default: {','.join(bench.DEFAULT_WORKLOADS)})")
     p.add_argument("--rows", type=_positive_int, metavar="N",
                    help="rows of a single size to run instead of each workload's defaults "
-                        "(default with --cols: 1000, 100 for small)")
+                        "(default with --cols: 1000, 100 for small; for pairwise M = N, default each "
+                        "function's)")
     p.add_argument("--cols", type=_positive_int, metavar="K",
-                   help="columns (classes for ce) of a single size to run instead of each workload's "
-                        "defaults (default with --rows: 100, 1000 for ce)")
-    p.add_argument("--dtype", type=_choice_list(bench.DTYPES), default=bench.DTYPES, metavar="D[,D...]",
-                   help="comma-separated dtypes (default: float32,float64)")
+                   help="columns (classes for ce, K for pairwise) of a single size to run instead of each "
+                        "workload's defaults (default with --rows: 100, 1000 for ce, 256 for pairwise)")
+    p.add_argument("--dtype", type=_choice_list(bench.DTYPES), default=None, metavar="D[,D...]",
+                   help=f"comma-separated dtypes (default: float32,float64; {','.join(bench.PAIRWISE_DTYPES)} "
+                        "for pairwise)")
     p.add_argument("--threads", type=_int_list, default=None, metavar="T[,T...]",
                    help="comma-separated thread counts, -1 for all cores (default: all cores)")
     p.add_argument("--repeat", type=_positive_int, default=bench.DEFAULT_REPEAT, metavar="R",
@@ -194,7 +218,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help=f"largest input size of the plot in bytes (default {bench.PLOT_MAX_BYTES})")
     p.add_argument("--full-baselines", action="store_true",
                    help="time the baselines on every row (by default they see at most max(64 MiB, "
-                        "2 x last-level cache) of input and their time is scaled to all rows)")
+                        "2 x last-level cache) of input and their time is scaled to all rows; for pairwise, "
+                        "those calling Python per pair or broadcasting M x N x K see a subset of P's rows)")
     p.set_defaults(handler=_cmd_bench)
 
 
@@ -220,20 +245,25 @@ class Input:
     name : str
         Its metavar; the argparse dest is the lower-case name.
     help : str
-    core : int or None
+    core : int, None or "axis"
         Trailing axes of one item: 1 for a distribution (the reduced axis, which must
         be the last for chunking), 0 for one value per position (labels, elementwise
         inputs); None for "1 when it has as many axes as the first input, else 0"
-        (probability or index targets).
+        (probability or index targets); ``"axis"`` for "0, or 1 when ``--axis`` is
+        given" (an elementwise function that sums along ``--axis`` when asked).
     broadcast : bool
         Whether a single item may be broadcast against every row of the others (it
         is then loaded whole and passed to every chunk).
+    optional : bool
+        Whether the argument may be left out; the runner is then given one input
+        fewer (``Q`` of the pairwise commands, which is then ``P`` itself).
     """
 
     name: str
     help: str
-    core: int | None = 1
+    core: int | None | str = 1
     broadcast: bool = True
+    optional: bool = False
 
     @property
     def dest(self) -> str:
@@ -271,12 +301,25 @@ class Command:
     kind : str
         Which runner computes it (a key of ``_RUNNERS``): ``"rows"`` (one value per
         row) or ``"elementwise"`` (one value per element; inputs with ``core=0``)
-        share the chunked runner; a blocked pairwise runner would be another kind.
+        share the chunked runner; ``"pairwise"`` (a matrix of all pairs of rows of
+        ``P`` and ``Q``, written in blocks of ``P``'s rows) has its own.
     reduction : str
         Default ``--reduction``.
+    reductions : tuple of str
+        The ``--reduction`` choices; empty for a function without ``reduction``
+        (no ``--reduction`` option).
     mean_denominator : callable, optional
         ``(chunk_arrays, keywords) -> float``, what one chunk adds to the mean's
         denominator; by default its number of values.
+    output_required : bool
+        Whether ``-o`` must be given (results too big to print as a rule).
+    temporaries : callable, optional
+        Pairwise commands: ``(n, k, result_itemsize, keywords) -> (fixed, per_row)``,
+        the bytes of the function's own temporaries for ``Q`` of ``n`` rows of ``k``
+        values: those held whatever the block size, and those per row of ``P``.
+    zero_diagonal : bool
+        Pairwise commands: the function's result without ``Q`` has an exact 0
+        diagonal, which each block (computed against ``Q`` = ``P``) is given too.
     """
 
     name: str
@@ -286,7 +329,11 @@ class Command:
     help: str
     kind: str = "rows"
     reduction: str = "none"
+    reductions: tuple[str, ...] = ("none", "sum", "mean")
     mean_denominator: Callable[[Sequence[np.ndarray], Mapping[str, Any]], float] | None = None
+    output_required: bool = False
+    temporaries: Callable[[int, int, int, Mapping[str, Any]], tuple[int, int]] | None = None
+    zero_diagonal: bool = False
 
 
 def _flag(flags: str, keyword: str, help: str) -> Option:
@@ -324,6 +371,50 @@ _Q = Input("Q", "probabilities: as many rows as P, or one distribution for every
 _ONE = (_AXIS, _BASE, _LOG_P, _NORMALIZE, _VALIDATE)
 _PAIR = (_AXIS, _BASE, _LOG_P, _LOG_Q, _NORMALIZE, _VALIDATE)
 
+# kl_bernoulli: elementwise, or summed along --axis when it is given.
+_COIN_AXIS = Option(("--axis",), "axis", {"type": int, "default": None, "metavar": "A",
+                                          "help": "sum the divergences along this axis (default: none, one value "
+                                                  "per element; only the last axis is processed in chunks)"})
+_COIN_VALIDATE = Option(("--no-validate",), "validate", {"action": "store_false",
+                                                         "help": "skip the check for values outside [0, 1] or NaN"})
+_COIN_P = Input("P", "heads-probabilities in [0, 1]", core="axis")
+_COIN_Q = Input("Q", "heads-probabilities in [0, 1], of P's shape or broadcasting against it", core="axis")
+
+# The pairwise commands: every row of P against every row of Q.
+_ROWS_P = Input("P", "probabilities, one distribution per row (M x K)", broadcast=False)
+_ROWS_Q = Input("Q", "probabilities, one distribution per row (N x K); default: P itself", broadcast=False,
+                optional=True)
+_PAIR_LOG_Q = _flag("--log-q", "log_q", "Q holds natural-log probabilities (without Q: as --log-p)")
+_PAIR_DISTANCE = _flag("--distance", "distance",
+                       "the Jensen-Shannon distance (square root of the divergence) of each pair")
+
+
+def _pairwise_kl_temporaries(n: int, k: int, res_itemsize: int, keywords: Mapping[str, Any]) -> tuple[int, int]:
+    """Bytes of fastkl.pairwise_kl's temporaries for Q of ``n`` x ``k``: (fixed, per row of P).
+
+    Fixed: for a block of Q's rows (at most ``pairwise.BLOCK_BYTES`` of float64) its
+    float64 copy, log, scaled log, the ``where`` of the zeros, their mask and a
+    float64 copy of the zero columns (41 bytes an element); the validity masks of
+    Q (4 bytes an element).  Per row of P: its float64 copy (or exp, ``--log-p``),
+    the selected zero columns (9 bytes an element), its validity masks (4), its
+    entropy (8); the float64 tile a float32 result is computed in, and the tile
+    of zero hits and its mask (9 bytes per column of the Q block).
+    """
+    from . import pairwise
+
+    q_block = min(n, max(1, pairwise.BLOCK_BYTES // (8 * max(k, 1))))
+    validate = 4 if keywords.get("validate", True) else 0
+    fixed = 41 * q_block * k + validate * n * k
+    per_row = (8 + 9 + validate) * k + 8 + (8 if res_itemsize != 8 else 0) * q_block + 9 * q_block
+    return fixed, per_row
+
+
+def _pairwise_js_temporaries(n: int, k: int, res_itemsize: int, keywords: Mapping[str, Any]) -> tuple[int, int]:
+    """fastkl.pairwise_js's temporaries: a validity flag per 4 rows of P (its C kernel
+    allocates nothing; rows are checked by numpy only after the kernel found a bad value,
+    to name it in the error)."""
+    return 0, 1
+
 
 def _ce_mean_denominator(chunk: Sequence[np.ndarray], keywords: Mapping[str, Any]) -> float:
     """What a chunk adds to softmax_cross_entropy's mean denominator.
@@ -359,7 +450,26 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         "softmax cross-entropy of logits against labels (a model's evaluation loss)",
         reduction="mean", mean_denominator=_ce_mean_denominator,
     ),
+    Command("bernoulli", "kl_bernoulli", (_COIN_P, _COIN_Q), (_COIN_AXIS, _BASE, _COIN_VALIDATE),
+            "KL divergence between coins (Bernoulli distributions) of each element", kind="elementwise"),
+    Command("pairwise-kl", "pairwise_kl", (_ROWS_P, _ROWS_Q), (_BASE, _LOG_P, _PAIR_LOG_Q, _VALIDATE),
+            "all-pairs KL divergence KL(P_i || Q_j), an M x N matrix", kind="pairwise", reductions=(),
+            output_required=True, temporaries=_pairwise_kl_temporaries, zero_diagonal=True),
+    Command("pairwise-js", "pairwise_js", (_ROWS_P, _ROWS_Q),
+            (_PAIR_DISTANCE, _BASE, _LOG_P, _PAIR_LOG_Q, _NORMALIZE, _VALIDATE),
+            "all-pairs Jensen-Shannon divergence JS(P_i, Q_j), an M x N matrix", kind="pairwise", reductions=(),
+            output_required=True, temporaries=_pairwise_js_temporaries),
 )}
+
+
+#: How each kind of command goes through its files, for its --help.
+_KIND_TEXT = {
+    "rows": "in row chunks that keep the data held at once within --memory",
+    "elementwise": "in row chunks (slices along the first axis) that keep the data held at once within --memory",
+    "pairwise": ("in blocks of P's rows, each written to the output as soon as it is computed, so that the data "
+                 "held at once (Q whole, a block of P and its rows of the result, temporaries) stays within "
+                 "--memory whatever the number of rows"),
+}
 
 
 def _add_file_command(sub: argparse._SubParsersAction, command: Command) -> None:
@@ -367,26 +477,34 @@ def _add_file_command(sub: argparse._SubParsersAction, command: Command) -> None
         command.name, help=f"{command.help} (fastkl.{command.function} of files)",
         description=(
             f"{command.help[0].upper()}{command.help[1:]}: fastkl.{command.function} of arrays in .npy files, "
-            ".npz members or Zarr arrays, in row chunks that keep the data held at once within --memory."
+            f".npz members or Zarr arrays, {_KIND_TEXT[command.kind]}."
         ),
     )
     for item in command.inputs:
-        p.add_argument(item.dest, metavar=item.name, help=f"{item.help} (.npy, .npz member or Zarr array)")
-    p.add_argument("-o", "--output", metavar="OUT.npy",
-                   help="write the result as .npy here, '-' for standard output (default: print it, if it "
-                        f"has at most {MAX_PRINTED} values)")
+        p.add_argument(item.dest, metavar=item.name, nargs="?" if item.optional else None,
+                       help=f"{item.help} (.npy, .npz member or Zarr array)")
+    if command.output_required:
+        p.add_argument("-o", "--output", metavar="OUT.npy", required=True,
+                       help="write the result as .npy here (as it is computed), '-' for standard output")
+    else:
+        p.add_argument("-o", "--output", metavar="OUT.npy",
+                       help="write the result as .npy here, '-' for standard output (default: print it, if it "
+                            f"has at most {MAX_PRINTED} values)")
     p.add_argument("--key", action="append", metavar="NAME",
                    help="the array of an .npz archive or Zarr group; once for every .npz/Zarr input, or once "
                         "for each in order")
-    p.add_argument("--reduction", choices=("none", "sum", "mean"), default=command.reduction,
-                   help=f"per-row values, their sum or their mean (default {command.reduction})")
+    if command.reductions:
+        p.add_argument("--reduction", choices=command.reductions, default=command.reduction,
+                       help=f"{'per-row values' if command.kind == 'rows' else 'the values'}, their sum or their "
+                            f"mean (default {command.reduction})")
     for option in command.options + (_THREADS,):
         p.add_argument(*option.flags, dest=option.keyword, **option.spec)
     p.add_argument("--memory", type=_memory_size, default=DEFAULT_MEMORY, metavar="SIZE",
                    help="bound on the data held at once: input chunks, results, temporaries (default 512MB; "
                         "units kB MB GB TB, KiB MiB GiB TiB; a plain number is bytes)")
     p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
-                   help="rows per chunk, instead of as many as --memory allows")
+                   help=f"rows {'of P per block' if command.kind == 'pairwise' else 'per chunk'}, instead of as "
+                        "many as --memory allows")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="show the progress meter and summary even when stderr is not a terminal")
@@ -427,8 +545,8 @@ def _bench_options(args: argparse.Namespace) -> Any:
     cores = bench.cpu_count()
     threads = tuple(cores if t == -1 else t for t in (args.threads or (cores,)))
     return bench.BenchOptions(
-        workloads=args.workload, dtypes=args.dtype, rows=args.rows, cols=args.cols, threads=threads,
-        repeat=args.repeat,
+        workloads=args.workload, dtypes=args.dtype or bench.DTYPES, rows=args.rows, cols=args.cols,
+        threads=threads, repeat=args.repeat, pairwise_dtypes=args.dtype or bench.PAIRWISE_DTYPES,
         simd=args.simd, json_path=args.json, plot_path=args.plot, plot_max_bytes=args.plot_max_bytes,
         full_baselines=args.full_baselines,
     )
@@ -478,7 +596,9 @@ def _input_keys(kinds: Sequence[str], keys: Sequence[str] | None) -> list[str | 
 
 
 def _open_inputs(command: Command, args: argparse.Namespace, stack: contextlib.ExitStack) -> list[_files.Source]:
+    """The inputs given, in order (optional ones left out are not in the list)."""
     paths = [getattr(args, item.dest) for item in command.inputs]
+    paths = [path for path in paths if path is not None]
     kinds = [_files.sniff(path) for path in paths]
     sources = []
     for path, kind, key in zip(paths, kinds, _input_keys(kinds, args.key)):
@@ -516,11 +636,19 @@ class _Layout:
     chunked: tuple[bool, ...]  # per input: read in chunks, else loaded whole and broadcast
 
 
+def _core(item: Input, source: _files.Source, first: _files.Source, axis: int | None) -> int:
+    """Trailing axes of one item of ``source`` (see :attr:`Input.core`)."""
+    if item.core == "axis":
+        return 0 if axis is None else 1
+    if item.core is None:
+        return int(len(source.shape) == len(first.shape))
+    return int(item.core)
+
+
 def _layout(command: Command, sources: Sequence[_files.Source], axis: int | None) -> _Layout | None:
     """The row-chunk layout of the inputs, or None when they are computed in one call."""
     first = sources[0]
-    cores = tuple(item.core if item.core is not None else int(len(s.shape) == len(first.shape))
-                  for item, s in zip(command.inputs, sources))
+    cores = tuple(_core(item, s, first, axis) for item, s in zip(command.inputs, sources))
     if any(core > len(s.shape) for core, s in zip(cores, sources)):
         return None  # the library reports it
     if axis is not None and any(cores):
@@ -603,14 +731,22 @@ def _row_bytes(sources: Sequence[_files.Source], layout: _Layout, res_dtype: np.
 def _chunk_rows(sources: Sequence[_files.Source], layout: _Layout, whole: Sequence[np.ndarray | None],
                 row_bytes: int, memory: int, override: int | None) -> int:
     """Rows per chunk: as many as ``memory`` holds beside the whole-loaded inputs (at least one)."""
-    if override:
-        return min(override, layout.rows)
     fixed = sum(w.nbytes for w in whole if w is not None)
+    aligns = [s.align for s, chunked in zip(sources, layout.chunked) if chunked]
+    return _rows_within(memory, fixed, row_bytes, override, layout.rows, aligns)
+
+
+def _rows_within(memory: int, fixed: int, row_bytes: int, override: int | None, total: int,
+                 aligns: Sequence[int] = ()) -> int:
+    """Rows per chunk: ``override``, else as many as ``memory`` holds beside ``fixed`` (at least one),
+    rounded down to whole Zarr chunks (``aligns``) when there is room for one; at most ``total``."""
+    if override:
+        return min(override, total)
     rows = max(1, (memory - fixed) // max(row_bytes, 1))
-    for source, chunked in zip(sources, layout.chunked):
-        if chunked and rows >= source.align:
-            rows -= rows % source.align  # whole Zarr chunks: none is decompressed twice
-    return min(rows, layout.rows)
+    for align in aligns:
+        if rows >= align:
+            rows -= rows % align  # whole Zarr chunks: none is decompressed twice
+    return min(rows, total)
 
 
 _ROW_NUMBERS = (re.compile(r"\brow \(?(\d+)"), re.compile(r"\b\w+\[(\d+)"))
@@ -709,8 +845,114 @@ def _run_chunked(command: Command, fn: Callable[..., Any], sources: Sequence[_fi
     return result
 
 
-#: Runners by Command.kind.  Elementwise commands are row chunks whose inputs have core 0.
-_RUNNERS: dict[str, Callable[..., Any]] = {"rows": _run_chunked, "elementwise": _run_chunked}
+# --------------------------------------------------------------------------- file commands: pairwise
+
+
+def _float_bytes(dtype: np.dtype) -> int:
+    """Bytes per value of an input as fastkl computes on it: float32 for float32, float16 and
+    bfloat16 (widened), float64 for everything else (float64, integers, bools, long double)."""
+    return 4 if dtype.kind == "f" and dtype.itemsize <= 4 else 8
+
+
+def _pairwise_message(message: str, start: int, same: bool) -> str:
+    """A pairwise function's error on a block of P's rows, with whole-file row numbers.
+
+    Errors about P name a row of the block (moved by ``start``); Q is passed whole to
+    every block, so its rows are already the file's.  Without Q, Q is P itself: its
+    errors are P's.
+    """
+    if message.startswith("Q "):
+        return "P" + message[1:] if same else message
+    return _shift_rows(message, start)
+
+
+def _run_pairwise(command: Command, fn: Callable[..., Any], sources: Sequence[_files.Source],
+                  keywords: Mapping[str, Any], args: argparse.Namespace,
+                  writer: _files.NpyWriter | None) -> Any:
+    """Compute an all-pairs command in blocks of P's rows, each block's rows of the M x N result
+    written as soon as it is computed (after the .npy header); return the result only when it is
+    printed (no ``writer``).
+
+    Q (P itself when it is left out) is held whole, since every block is compared with all of
+    it; a block of P is read from the file like a chunk of the row commands.  The block size
+    keeps Q, its copies, the block, its result rows and the function's temporaries
+    (``command.temporaries``) within ``--memory``; the result matrix is never held whole.
+    """
+    same = len(sources) == 1
+    p_src, q_src = sources[0], sources[-1]
+    for source, item in zip(sources, command.inputs):
+        if len(source.shape) != 2:
+            raise ValueError(f"{item.name} must be 2-D (rows of distributions), got shape {source.shape}")
+    if p_src.shape[1] != q_src.shape[1]:
+        raise ValueError(f"P and Q must have the same number of columns (K), got {p_src.shape} and {q_src.shape}")
+    keywords = dict(keywords)
+    if same and "log_q" in keywords:
+        keywords["log_q"] = keywords.get("log_p", False)  # Q is P: as the function does without Q
+    (m, k), n = p_src.shape, q_src.shape[0]
+    # The result's dtype, and the errors of the options (a bad --base, an unreadable dtype), from
+    # a call on no rows at all, which costs nothing.
+    res_dtype = np.asarray(fn(np.empty((0, k), p_src.dtype), np.empty((0, k), q_src.dtype), **keywords)).dtype
+    if writer is None and m * n > MAX_PRINTED:
+        raise _too_big_to_print(m * n)
+
+    q = q_src.load()  # memory-mapped when the format allows: its pages are read by every block
+    whole_p = q if same else (None if p_src.row_readable else p_src.load())
+    compute = max(_float_bytes(p_src.dtype), _float_bytes(q_src.dtype))
+    fixed_fn, row_fn = command.temporaries(n, k, res_dtype.itemsize, keywords) if command.temporaries else (0, 0)
+    # Q whole (and its copy when its dtype or layout changes), or P whole when it cannot be read by rows
+    fixed = fixed_fn + n * k * (q_src.dtype.itemsize + max(_copy_itemsize(q_src.dtype, False, compute),
+                                                           0 if q.flags.c_contiguous else compute))
+    if whole_p is not None and not same:
+        fixed += m * k * p_src.dtype.itemsize
+    # a row of P (unless a slice of an array held whole) and its copy, its row of the result
+    row_bytes = row_fn + n * res_dtype.itemsize + k * _copy_itemsize(p_src.dtype, False, compute)
+    if whole_p is None:
+        row_bytes += p_src.row_bytes * p_src.held_factor
+    rows = max(1, _rows_within(args.memory, fixed, row_bytes, args.chunk_rows, m,
+                               [p_src.align] if whole_p is None else []))
+
+    progress = _files.Progress(f"fastkl {command.name}", m, n * res_dtype.itemsize, enabled=_show_progress(args))
+    printed: list[np.ndarray] = []
+    try:
+        if writer is not None:
+            writer.begin((m, n), res_dtype)
+        if whole_p is None:
+            p_src.prefetch(0, min(rows, m))
+        progress.start()
+        for start in range(0, m, rows):
+            stop = min(start + rows, m)
+            if whole_p is None:
+                p_src.prefetch(stop, min(stop + rows, m))
+            block = whole_p[start:stop] if whole_p is not None else p_src.read(start, stop)
+            try:
+                values = np.asarray(fn(block, q, **keywords))
+            except (ValueError, IndexError) as exc:
+                raise _error_like(exc, _pairwise_message(str(exc), start, same)) from None
+            del block  # the last reference to this block's map: unmapped before the next is mapped
+            if same and command.zero_diagonal:
+                diagonal = np.arange(start, stop)
+                values[diagonal - start, diagonal] = 0.0
+            if writer is not None:
+                writer.write(values)
+            else:
+                printed.append(values)
+            del values  # freed before the next block's result is allocated: one block's rows at a time
+            progress.update(stop)
+    except BaseException:
+        progress.clear()
+        raise
+    chunks = -(-m // rows)
+    progress.finish(f"{chunks} chunk{'s' if chunks != 1 else ''} of {rows:,} rows of P, "
+                    f"{_files.format_bytes(fixed + min(rows, m) * row_bytes)} held")
+    if writer is not None:
+        return None
+    return np.concatenate(printed) if printed else np.empty((m, n), res_dtype)
+
+
+#: Runners by Command.kind.  Elementwise commands are row chunks whose inputs have core 0
+#: (core 1, rows, when an elementwise function is summed along --axis).
+_RUNNERS: dict[str, Callable[..., Any]] = {"rows": _run_chunked, "elementwise": _run_chunked,
+                                           "pairwise": _run_pairwise}
 
 
 def _too_big_to_print(size: int) -> ValueError:

@@ -71,7 +71,7 @@ def test_logits_do_not_depend_on_the_thread_count(monkeypatch):
 
 def test_small_functions_exist_in_fastkl_and_the_reference():
     names = [f.name for f in options.SMALL_FUNCTIONS]
-    assert len(set(names)) == len(names) == 12
+    assert len(set(names)) == len(names) == 14
     for f in options.SMALL_FUNCTIONS:
         assert callable(getattr(fastkl, f.name)) and callable(getattr(reference, f.name))
         assert f.inputs in data.INPUT_KINDS
@@ -206,3 +206,83 @@ def test_a_failing_baseline_is_a_note():
     assert all(r.agrees_with_reference for r in run.results)
     assert all("broken" not in r.baselines and "reference" in r.baselines for r in run.results)
     assert len(run.failed) == 2 and "RuntimeError: boom" in run.failed[0] and "3x4" in run.failed[0]
+
+
+# --------------------------------------------------------------------------- the pairwise workload
+
+
+def test_pairwise_sizes_and_dtypes():
+    opts = options.BenchOptions(workloads=("pairwise",))
+    assert opts.pairwise_size("pairwise_kl") == (2_000, 256) and opts.pairwise_size("pairwise_js") == (500, 256)
+    assert opts.sizes("pairwise") == ((2_000, 256), (500, 256)) and opts.pairwise_dtypes == ("float64",)
+    assert opts.pairwise_workloads == ("pairwise",) and not opts.throughput_workloads
+    assert options.BenchOptions(rows=300).sizes("pairwise") == ((300, 256),)  # --rows is M = N of both
+    assert options.BenchOptions(cols=8).sizes("pairwise") == ((2_000, 8), (500, 8))  # --cols is K
+    assert "pairwise" in options.WORKLOADS and "pairwise" not in options.DEFAULT_WORKLOADS
+    with pytest.raises(ValueError, match="dtype"):
+        options.BenchOptions(pairwise_dtypes=("float16",)).check()
+
+
+def test_pairwise_subsets_of_rows():
+    from fastkl.bench import pairwise
+
+    # SciPy's KL callable: a Python call per pair, at least 20_000 pairs timed
+    assert pairwise.subset_rows("pairs", 2_000, 2_000, 256, full=False) == 10
+    # an (m, N, K) float64 temporary of at most 64 MiB: 4.1 MB a row at N = 2000, 1.02 MB at N = 500
+    assert pairwise.subset_rows("broadcast", 2_000, 2_000, 256, full=False) == 16
+    assert pairwise.subset_rows("broadcast", 500, 500, 256, full=False) == 65
+    assert pairwise.subset_rows("broadcast", 30, 30, 8, full=False) == 30  # small: every row
+    assert pairwise.subset_rows("pairs", 2_000, 2_000, 256, full=True) == 2_000  # --full-baselines
+    assert pairwise.subset_rows(None, 2_000, 2_000, 256, full=False) == 2_000
+    assert pairwise.SUBSETS[("scipy", "pairwise_kl")] == "pairs" and ("numpy", "pairwise_kl") not in pairwise.SUBSETS
+
+
+@pytest.mark.parametrize("function", ["pairwise_kl", "pairwise_js"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pairwise_contenders_compute_the_reference(function, dtype):
+    """Every spelling timed is the same matrix (fastkl, the product identity, cdist, torch)."""
+    from fastkl.bench import pairwise
+
+    p, q = data.probability_rows((9, 7), dtype, 2, 3)
+    want = getattr(reference, function)(p[:9], q[:6])
+    run = pairwise.PairwiseRun.prepare()
+    assert [c.name for c in run.contenders][:3] == ["fastkl", "reference", "numpy"]
+    tol = 1e-10 if dtype == "float64" else 2e-5
+    for c in run.contenders:
+        with c.thread_limit(1):
+            got = np.asarray(c.funcs[function]([c.convert(p), c.convert(q[:6])], 1), dtype=np.float64)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=c.name)
+    np.testing.assert_allclose(pairwise.matmul_call((p, q))(), p @ np.log(q).T)
+
+
+def test_pairwise_run_scales_subsets_and_checks_values(monkeypatch):
+    from fastkl.bench import pairwise
+    from fastkl.bench.report import format_pairwise_table, pairwise_footer
+
+    monkeypatch.setattr(options, "PYTHON_PAIRS", 50)  # scipy's KL callable: 2 of 30 rows
+    monkeypatch.setattr(options, "BROADCAST_BYTES", 5 * 30 * 8 * 8)  # broadcasts: 5 of 30 rows
+    opts = options.BenchOptions(workloads=("pairwise",), rows=30, cols=8, threads=(1,), repeat=1)
+    run = pairwise.run_pairwise(opts, pairwise.PairwiseRun.prepare())
+    assert [(r.function, r.dtype, r.rows, r.cols) for r in run.results] == [
+        ("pairwise_kl", "float64", 30, 8), ("pairwise_js", "float64", 30, 8)]
+    kl, js = run.results
+    assert kl.matmul is not None and kl.x_matmul > 0 and js.matmul is None and js.x_matmul is None
+    assert all(r.agrees_with_reference for r in run.results) and run.failed == []
+    assert kl.baselines["scipy"].rows_timed == 2 and kl.baselines["numpy"].rows_timed == 30
+    assert kl.baselines["reference"].rows_timed == js.baselines["torch"].rows_timed == 5
+    assert js.baselines["scipy"].rows_timed == 30  # cdist's C metric sees every row
+    b = kl.baselines["scipy"]
+    assert b.speedup == pytest.approx(b.timing.median * 30 / 2 / kl.fastkl.median)
+    names = [c.name for c in run.contenders[1:]]
+    table = format_pairwise_table(run.results, names)
+    lines = table.splitlines()
+    assert lines[0].split()[:7] == ["function", "dtype", "MxNxK", "thr", "fastkl", "matmul", "x"]
+    assert lines[2].split()[:4] == ["pairwise_kl", "float64", "30x30x8", "1"]
+    assert lines[3].split()[6:8] == ["-", "-"]  # no product for JS (the time before is "<value> <unit>")
+    assert lines[2].count("~") == 2 and lines[3].count("~") == 3  # reference, scipy / reference, numpy, torch
+    footer = pairwise_footer(run)
+    assert "~ baseline timed on the first 2 of 30, 5 of 30 rows of P" in footer
+    assert "at least 50 pairs" in footer and "P @ np.log(Q).T" in footer
+    as_json = kl.to_json()
+    assert as_json["matmul"]["expression"] == "P @ np.log(Q).T" and as_json["x_matmul"] == kl.x_matmul
+    assert as_json["baselines"]["scipy"]["scaled_median_s"] == pytest.approx(b.timing.median * 15)

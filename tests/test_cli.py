@@ -280,7 +280,7 @@ def test_bench_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
 
 SMALL_FUNCTIONS = ("entropy", "kl_divergence", "cross_entropy", "symmetric_kl", "js_divergence", "logsumexp",
                    "log_softmax", "softmax", "softmax_cross_entropy", "kl_divergence_logits",
-                   "binary_cross_entropy", "binary_cross_entropy_with_logits")
+                   "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_bernoulli", "kl_normal")
 
 
 @pytest.fixture
@@ -310,7 +310,7 @@ def test_bench_small(capsys, tmp_path, tiny_autorange):
     report = json.loads(path.read_text())
     assert report["results"] == [] and report["options"]["sizes"] == {"small": [[10], [100, 100], [1000, 100]]}
     small = report["per_call"]["small"]
-    assert len(small["results"]) == 72 and small["failed"] == []
+    assert len(small["results"]) == 84 and small["failed"] == []
     for r in small["results"]:
         assert r["agrees_with_reference"] is True, r
         assert r["fastkl"]["median_s"] > 0 and r["fastkl"]["calls_per_sample"] >= 1
@@ -338,6 +338,64 @@ def test_bench_help_lists_small(capsys):
     assert cli.main(["bench", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "small" in text and "binary_cross_entropy_with_logits" in text and "1-D 10" in text
+
+
+def test_bench_pairwise_json(capsys, tmp_path):
+    """--workload pairwise: one line per function (float64 by default), the bare product and its ratio
+    for KL, the baselines with their expressions in --json, values checked against the reference."""
+    path = tmp_path / "pairwise.json"
+    assert cli.main(["bench", "--workload", "pairwise", "--rows", "40", "--cols", "8", "--repeat", "1",
+                     "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("function"))
+    for column in ("MxNxK", "fastkl", "matmul", "x matmul", "reference", "numpy", "speed-up"):
+        assert column in header
+    if importlib.util.find_spec("scipy") is not None:
+        assert "scipy" in header.split()
+    rows = [line.split()[:4] for line in lines if line.startswith("pairwise_")]
+    assert rows == [["pairwise_kl", "float64", "40x40x8", "1"], ["pairwise_js", "float64", "40x40x8", "1"]]
+    assert "x matmul = fastkl time / matmul time" in out and "WARNING" not in out
+    assert not any(line.startswith("workload") for line in lines)  # no throughput table
+
+    report = json.loads(path.read_text())
+    assert report["options"]["sizes"] == {"pairwise": [[40, 8]]}
+    assert report["options"]["pairwise_dtypes"] == ["float64"]
+    pairwise = report["pairwise"]
+    assert pairwise["expressions"]["matmul"] == "P @ np.log(Q).T"
+    assert pairwise["expressions"]["numpy"]["pairwise_kl"] == "(P * np.log(P)).sum(1)[:, None] - P @ np.log(Q).T"
+    kl, js = pairwise["results"]
+    assert (kl["function"], kl["m"], kl["n"], kl["k"]) == ("pairwise_kl", 40, 40, 8)
+    assert kl["x_matmul"] == pytest.approx(kl["fastkl"]["median_s"] / kl["matmul"]["median_s"])
+    assert js["function"] == "pairwise_js" and js["matmul"] is None and js["x_matmul"] is None
+    for r in (kl, js):
+        assert r["agrees_with_reference"] is True
+        assert {"reference", "numpy"} <= r["baselines"].keys()
+        assert all(b["rows_timed"] == 40 and b["speedup"] > 0 for b in r["baselines"].values())
+
+
+def test_bench_pairwise_dtype_and_subsets(capsys, tmp_path, monkeypatch):
+    from fastkl.bench import options
+
+    monkeypatch.setattr(options, "PYTHON_PAIRS", 60)  # SciPy's KL callable on 2 of 30 rows
+    path = tmp_path / "pairwise.json"
+    assert cli.main(["bench", "--workload", "pairwise", "--rows", "30", "--cols", "6", "--dtype", "float32",
+                     "--repeat", "1", "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split()[:3] for line in out.splitlines() if line.startswith("pairwise_")]
+    assert rows == [["pairwise_kl", "float32", "30x30x6"], ["pairwise_js", "float32", "30x30x6"]]
+    kl = json.loads(path.read_text())["pairwise"]["results"][0]
+    assert kl["agrees_with_reference"] is True
+    if importlib.util.find_spec("scipy") is not None:
+        assert kl["baselines"]["scipy"]["rows_timed"] == 2
+        assert "~ baseline timed on the first 2 of 30 rows of P" in out
+
+
+def test_bench_help_lists_pairwise(capsys):
+    assert cli.main(["bench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "pairwise (pairwise_kl at M = N = 2000, K = 256 and pairwise_js at M = N = 500, K = 256" in text
+    assert "P @ np.log(Q).T" in text
 
 
 def test_bench_small_cannot_plot(capsys, tmp_path):
@@ -1027,3 +1085,357 @@ def test_a_new_elementwise_command_is_one_table_entry(tmp_path, capsys, monkeypa
     np.testing.assert_allclose(np.load(out), fastkl.binary_cross_entropy(p, y, reduction="none"), rtol=1e-14)
     assert cli.main(args) == 0  # the mean over elements, not rows
     np.testing.assert_allclose(float(capsys.readouterr().out), fastkl.binary_cross_entropy(p, y), rtol=1e-14)
+
+
+# --------------------------------------------------------------------------- bernoulli
+
+
+@pytest.fixture
+def coin_files(tmp_path):
+    """Heads-probabilities P, Q (13, 6) with exact 0s and 1s, saved as .npy, and the arrays."""
+    rng = np.random.default_rng(16)
+    p, q = rng.random((13, 6)), rng.random((13, 6))
+    p[0, 0], p[1, 1], q[2, 2] = 0.0, 1.0, 1.0  # exact ends; q = 1 with p < 1 is +inf
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    return tmp_path, p, q
+
+
+def test_bernoulli_is_a_table_entry():
+    command = cli.COMMANDS["bernoulli"]
+    assert (command.function, command.kind, command.reductions) == ("kl_bernoulli", "elementwise",
+                                                                     ("none", "sum", "mean"))
+    assert cli._RUNNERS[command.kind] is cli._run_chunked
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("extra, kwargs", [([], {}), (["--axis", "-1"], {"axis": -1}), (["--axis", "1"], {"axis": 1}),
+                                           (["--axis", "0"], {"axis": 0}), (["--base", "2"], {"base": 2.0})])
+def test_bernoulli_matches_the_library(coin_files, reduction, extra, kwargs):
+    folder, p, q = coin_files
+    out = folder / "b.npy"
+    args = ["bernoulli", str(folder / "p.npy"), str(folder / "q.npy"), "-o", str(out), "--chunk-rows", "4",
+            "--reduction", reduction, *extra]
+    assert cli.main(args) == 0
+    want = fastkl.kl_bernoulli(p, q, reduction=reduction, **kwargs)
+    got = np.load(out)
+    assert got.shape == np.shape(want) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("axis", [[], ["--axis", "-1"]])
+def test_bernoulli_elementwise_chunks_and_broadcast(coin_files, capsys, axis):
+    folder, p, q = coin_files
+    np.save(folder / "q0.npy", q[0])  # one row of coins against every row of P
+    out = folder / "b.npy"
+    assert cli.main(["bernoulli", str(folder / "p.npy"), str(folder / "q0.npy"), "--chunk-rows", "4", "--progress",
+                     "-o", str(out), *axis]) == 0
+    assert "(4 chunks of 4 rows" in _summary(capsys.readouterr().err)
+    np.testing.assert_allclose(np.load(out), fastkl.kl_bernoulli(p, q[0], **({"axis": -1} if axis else {})),
+                               rtol=1e-13)
+
+
+def test_bernoulli_bad_value_names_the_file_element(coin_files, capsys):
+    folder, p, q = coin_files
+    p = p.copy()
+    p[9, 3] = 1.5
+    np.save(folder / "bad.npy", p)
+    assert cli.main(["bernoulli", str(folder / "bad.npy"), str(folder / "q.npy"), "--chunk-rows", "4"]) == 1
+    assert _one_error_line(capsys).endswith("p must hold probabilities in [0, 1]; p[9, 3] = 1.5")
+    assert cli.main(["bernoulli", str(folder / "bad.npy"), str(folder / "q.npy"), "--chunk-rows", "4",
+                     "--reduction", "sum", "--no-validate"]) == 0
+    assert np.isnan(float(capsys.readouterr().out))  # as the library gives with validate=False
+
+
+def test_bernoulli_to_stdout(coin_files, capsysbinary):
+    folder, p, q = coin_files
+    assert cli.main(["bernoulli", str(folder / "p.npy"), str(folder / "q.npy"), "-o", "-", "--chunk-rows", "5"]) == 0
+    got = np.load(io.BytesIO(capsysbinary.readouterr().out), allow_pickle=False)
+    np.testing.assert_allclose(got, fastkl.kl_bernoulli(p, q), rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- pairwise-kl / pairwise-js
+
+
+PAIRWISE = {"pairwise-kl": fastkl.pairwise_kl, "pairwise-js": fastkl.pairwise_js}
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    """P (23, 9) and Q (17, 9) probability rows (Q with zeros) as .npy, and the arrays."""
+    rng = np.random.default_rng(17)
+    p = rng.dirichlet(np.ones(9), size=23)
+    q = rng.dirichlet(np.ones(9), size=17)
+    q[3, 4] = 0.0  # p > 0 where q = 0: +inf for KL
+    q[3] /= q[3].sum()
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    return tmp_path, p, q
+
+
+def test_pairwise_commands_are_table_entries():
+    for name, function in (("pairwise-kl", "pairwise_kl"), ("pairwise-js", "pairwise_js")):
+        command = cli.COMMANDS[name]
+        assert (command.function, command.kind, command.reductions) == (function, "pairwise", ())
+        assert [item.name for item in command.inputs] == ["P", "Q"] and command.inputs[1].optional
+    assert cli._RUNNERS["pairwise"] is cli._run_pairwise
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+@pytest.mark.parametrize("with_q", [True, False])
+@pytest.mark.parametrize("chunk", [None, "1", "5", "100"])
+def test_pairwise_matches_the_library(pair_files, command, with_q, chunk):
+    folder, p, q = pair_files
+    out = folder / "d.npy"
+    args = [command, str(folder / "p.npy")] + ([str(folder / "q.npy")] if with_q else []) + ["-o", str(out)]
+    assert cli.main(args + (["--chunk-rows", chunk] if chunk else [])) == 0
+    got = np.load(out)
+    want = PAIRWISE[command](p, q) if with_q else PAIRWISE[command](p)
+    assert got.shape == want.shape == (23, 17 if with_q else 23) and got.dtype == np.float64
+    # the KL identity's products may round differently for other block sizes: absolute error ~1e-16 x |terms|
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    if with_q and command == "pairwise-kl":
+        assert np.isinf(got[:, 3]).all()
+    if not with_q:
+        np.testing.assert_array_equal(np.diag(got), 0.0)  # exactly, as the in-memory call
+    assert list(folder.glob(".fastkl-*")) == []
+
+
+@pytest.mark.parametrize("command, options, kwargs", [
+    ("pairwise-kl", ["--base", "2"], {"base": 2.0}),
+    ("pairwise-kl", ["--log-p", "--log-q"], {"log_p": True, "log_q": True}),
+    ("pairwise-kl", ["--no-validate", "--threads", "1"], {"validate": False, "n_threads": 1}),
+    ("pairwise-js", ["--distance", "--base", "2"], {"distance": True, "base": 2.0}),
+    ("pairwise-js", ["--log-p", "--normalize"], {"log_p": True, "normalize": True}),
+    ("pairwise-js", ["--log-q"], {"log_q": True}),
+])
+def test_pairwise_options_are_passed(tmp_path, command, options, kwargs):
+    rng = np.random.default_rng(18)
+    p, q = rng.random((11, 6)), rng.random((8, 6))
+    if "--normalize" not in options:
+        p /= p.sum(1, keepdims=True)
+        q /= q.sum(1, keepdims=True)
+    p_in = np.log(p) if kwargs.get("log_p") else p
+    q_in = np.log(q) if kwargs.get("log_q") else q
+    np.save(tmp_path / "p.npy", p_in)
+    np.save(tmp_path / "q.npy", q_in)
+    out = tmp_path / "d.npy"
+    assert cli.main([command, str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "-o", str(out), "--chunk-rows", "3",
+                     *options]) == 0
+    np.testing.assert_allclose(np.load(out), PAIRWISE[command](p_in, q_in, **kwargs), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+def test_pairwise_without_q_and_log_p(tmp_path, command):
+    """Without Q, Q is P and --log-p holds for both, as in the function."""
+    p = np.random.default_rng(19).dirichlet(np.ones(5), size=12)
+    np.save(tmp_path / "lp.npy", np.log(p))
+    out = tmp_path / "d.npy"
+    assert cli.main([command, str(tmp_path / "lp.npy"), "--log-p", "-o", str(out), "--chunk-rows", "5"]) == 0
+    np.testing.assert_allclose(np.load(out), PAIRWISE[command](np.log(p), log_p=True), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+def test_pairwise_float32_keeps_dtype(tmp_path, command):
+    rng = np.random.default_rng(20)
+    p = rng.dirichlet(np.ones(7), size=10).astype(np.float32)
+    q = rng.dirichlet(np.ones(7), size=6).astype(np.float32)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "d.npy"
+    assert cli.main([command, str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "-o", str(out), "--memory", "1kB"]) == 0
+    got = np.load(out)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, PAIRWISE[command](p, q), rtol=1e-6, atol=1e-7)
+
+
+def test_pairwise_writes_each_block_after_the_header(pair_files, tmp_path, monkeypatch):
+    """The result is streamed: the header first, then one write per block of P's rows, with the
+    output present only under a temporary name until the last block is written."""
+    folder, p, q = pair_files
+    out = folder / "d.npy"
+    calls = []
+    real_begin, real_write = _files.NpyWriter.begin, _files.NpyWriter.write
+
+    def begin(self, shape, dtype):
+        calls.append(("begin", tuple(shape)))
+        real_begin(self, shape, dtype)
+
+    def write(self, values):
+        calls.append(("write", values.shape, out.exists()))
+        real_write(self, values)
+
+    monkeypatch.setattr(_files.NpyWriter, "begin", begin)
+    monkeypatch.setattr(_files.NpyWriter, "write", write)
+    assert cli.main(["pairwise-kl", str(folder / "p.npy"), str(folder / "q.npy"), "-o", str(out),
+                     "--chunk-rows", "10"]) == 0
+    assert calls == [("begin", (23, 17)), ("write", (10, 17), False), ("write", (10, 17), False),
+                     ("write", (3, 17), False)]
+    np.testing.assert_allclose(np.load(out), fastkl.pairwise_kl(p, q), rtol=1e-12, atol=1e-13)
+
+
+def _held(summary: str) -> tuple[int, int, float]:
+    """(chunks, rows per chunk, bytes held) of a pairwise summary line."""
+    import re
+
+    m = re.search(r"\((\d+) chunks? of ([\d,]+) rows of P, ([\d.]+) (B|kB|MB|GB) held\)", summary)
+    assert m, summary
+    scale = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[m.group(4)]
+    return int(m.group(1)), int(m.group(2).replace(",", "")), float(m.group(3)) * scale
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+def test_pairwise_memory_budget_sets_the_block_rows(tmp_path, capsys, command):
+    rng = np.random.default_rng(21)
+    p, q = rng.dirichlet(np.ones(16), size=400), rng.dirichlet(np.ones(16), size=300)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "d.npy"
+    args = [command, str(tmp_path / "p.npy"), str(tmp_path / "q.npy"), "-o", str(out), "--progress"]
+    # The result alone is 400 x 300 x 8 = 960 kB; 400 kB holds a fraction of it at a time.
+    assert cli.main(args + ["--memory", "400kB"]) == 0
+    summary = _summary(capsys.readouterr().err)
+    chunks, rows, held = _held(summary)
+    assert summary.startswith(f"fastkl {command}: 400 rows, 960.00 kB in ")  # P's rows, bytes written
+    assert chunks == -(-400 // rows) and chunks >= 3 and held <= 400e3
+    assert rows * 300 * 8 < 400e3  # the block's rows of the result fit in the budget
+    np.testing.assert_allclose(np.load(out), PAIRWISE[command](p, q), rtol=1e-12, atol=1e-13)
+    assert cli.main(args + ["--memory", "64MB"]) == 0  # everything fits: one block
+    assert _held(_summary(capsys.readouterr().err))[:2] == (1, 400)
+    assert cli.main(args + ["--memory", "1"]) == 0  # below one row: one row at a time
+    assert _held(_summary(capsys.readouterr().err))[:2] == (400, 1)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS from /proc/self/status (Linux)")
+def test_pairwise_peak_rss_stays_near_the_budget(tmp_path):
+    """A 3000 x 3000 float64 result (72 MB) written with --memory 8MB: the resident set
+    grows by about the budget, not by the result."""
+    rng = np.random.default_rng(22)
+    np.save(tmp_path / "p.npy", rng.dirichlet(np.ones(32), size=3_000))
+    np.save(tmp_path / "tiny.npy", np.full((4, 3), 1 / 3))
+
+    def peak_kib(*args: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_CHILD, *args], cwd=tmp_path, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stderr.split()[-1])
+
+    baseline = peak_kib("pairwise-kl", "tiny.npy", "-o", "out.npy")
+    for command in PAIRWISE:
+        bounded = peak_kib(command, "p.npy", "-o", "out.npy", "--memory", "8MB", "--threads", "1")
+        # 72 MB of result, an 8 MB budget: allow 8 MB + 8 MB of slack (allocator, BLAS buffers)
+        assert bounded - baseline < 16 * 1024, (command, baseline, bounded)
+        assert np.load(tmp_path / "out.npy", mmap_mode="r").shape == (3_000, 3_000)
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+def test_pairwise_to_stdout_round_trip(pair_files, capsysbinary, command):
+    folder, p, q = pair_files
+    assert cli.main([command, str(folder / "p.npy"), str(folder / "q.npy"), "-o", "-", "--chunk-rows", "4"]) == 0
+    captured = capsysbinary.readouterr()
+    assert captured.err == b""
+    got = np.load(io.BytesIO(captured.out), allow_pickle=False)
+    np.testing.assert_allclose(got, PAIRWISE[command](p, q), rtol=1e-12, atol=1e-13)
+
+
+def test_pairwise_npz_and_zarr_inputs(pair_files, capsys):
+    folder, p, q = pair_files
+    np.savez_compressed(folder / "pq.npz", p=p, q=q)
+    out = folder / "d.npy"
+    both = str(folder / "pq.npz")
+    assert cli.main(["pairwise-js", both, both, "--key", "p", "--key", "q", "-o", str(out), "--chunk-rows", "6"]) == 0
+    np.testing.assert_allclose(np.load(out), fastkl.pairwise_js(p, q), rtol=1e-12)
+    assert cli.main(["pairwise-js", both, "-o", str(out)]) == 1
+    assert "holds 2 arrays (p, q); choose one with --key" in _one_error_line(capsys)
+    assert cli.main(["pairwise-js", both, "--key", "q", "-o", str(out), "--chunk-rows", "5"]) == 0  # Q is P
+    np.testing.assert_allclose(np.load(out), fastkl.pairwise_js(q), rtol=1e-12)
+    zarr = pytest.importorskip("zarr")
+    arr = zarr.open_array(str(folder / "p.zarr"), mode="w", shape=p.shape, chunks=(4, 9), dtype=p.dtype)
+    arr[...] = p
+    assert cli.main(["pairwise-kl", str(folder / "p.zarr"), str(folder / "q.npy"), "-o", str(out),
+                     "--chunk-rows", "8"]) == 0
+    np.testing.assert_allclose(np.load(out), fastkl.pairwise_kl(p, q), rtol=1e-12, atol=1e-13)
+
+
+def test_pairwise_fortran_ordered_p(pair_files):
+    folder, p, q = pair_files
+    np.save(folder / "pf.npy", np.asfortranarray(p))
+    np.save(folder / "qf.npy", np.asfortranarray(q))
+    out = folder / "d.npy"
+    for command, fn in PAIRWISE.items():
+        assert cli.main([command, str(folder / "pf.npy"), str(folder / "qf.npy"), "-o", str(out),
+                         "--chunk-rows", "7"]) == 0
+        np.testing.assert_allclose(np.load(out), fn(p, q), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+def test_pairwise_mismatched_k_is_error_1(pair_files, capsys, command):
+    folder, p, _ = pair_files
+    np.save(folder / "q5.npy", np.full((4, 5), 0.2))
+    assert cli.main([command, str(folder / "p.npy"), str(folder / "q5.npy"), "-o", str(folder / "d.npy")]) == 1
+    assert _one_error_line(capsys) == ("fastkl: error: P and Q must have the same number of columns (K), "
+                                       "got (23, 9) and (4, 5)")
+    assert not (folder / "d.npy").exists() and list(folder.glob(".fastkl-*")) == []
+    np.save(folder / "p3.npy", np.full((2, 3, 9), 1 / 9))
+    assert cli.main([command, str(folder / "p3.npy"), "-o", str(folder / "d.npy")]) == 1
+    assert _one_error_line(capsys).endswith("P must be 2-D (rows of distributions), got shape (2, 3, 9)")
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+def test_pairwise_missing_file_is_error_1(pair_files, capsys, command):
+    folder, _, _ = pair_files
+    assert cli.main([command, str(folder / "p.npy"), str(folder / "missing.npy"), "-o", str(folder / "d.npy")]) == 1
+    assert "missing.npy" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", PAIRWISE)
+@pytest.mark.parametrize("which", ["P", "Q", "P alone"])
+def test_pairwise_bad_values_name_the_file_row(pair_files, capsys, command, which):
+    folder, p, q = pair_files
+    bad = (p if which != "Q" else q).copy()
+    bad[13 if which != "Q" else 11, 2] = -0.5
+    np.save(folder / "bad.npy", bad)
+    inputs = {"P": ["bad.npy", "q.npy"], "Q": ["p.npy", "bad.npy"], "P alone": ["bad.npy"]}[which]
+    out = folder / "d.npy"
+    args = [command, *(str(folder / f) for f in inputs), "-o", str(out), "--chunk-rows", "4"]
+    assert cli.main(args) == 1
+    name, row = ("Q", 11) if which == "Q" else ("P", 13)  # rows of the files, not of a block
+    assert _one_error_line(capsys) == (f"fastkl: error: {name} contains negative, NaN or infinite values "
+                                       f"(first in row {row}); pass validate=False to skip this check")
+    assert not out.exists() and list(folder.glob(".fastkl-*")) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["pairwise-kl", "p.npy", "q.npy"],  # -o is required
+    ["pairwise-kl", "-o", "d.npy"],  # P is required
+    ["pairwise-js", "p.npy", "q.npy", "r.npy", "-o", "d.npy"],
+    ["pairwise-kl", "p.npy", "-o", "d.npy", "--reduction", "sum"],  # no reduction of a matrix
+    ["pairwise-kl", "p.npy", "-o", "d.npy", "--distance"],  # js only
+    ["pairwise-js", "p.npy", "-o", "d.npy", "--memory", "lots"],
+])
+def test_pairwise_usage_errors_are_2(pair_files, monkeypatch, capsys, args):
+    monkeypatch.chdir(pair_files[0])
+    assert cli.main(args) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_pairwise_bad_base_is_error_1(pair_files, capsys):
+    folder, _, _ = pair_files
+    assert cli.main(["pairwise-kl", str(folder / "p.npy"), "-o", str(folder / "d.npy"), "--base", "1"]) == 1
+    assert "base" in _one_error_line(capsys)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_pairwise_output_gets_the_umask_permissions(pair_files, umask):
+    folder, _, _ = pair_files
+    out = folder / "d.npy"
+    umask(0o027)
+    assert cli.main(["pairwise-js", str(folder / "p.npy"), "-o", str(out), "--chunk-rows", "5"]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+def test_pairwise_help_names_the_blocks(capsys):
+    assert cli.main(["pairwise-kl", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "blocks of P's rows" in text and "-o OUT.npy" in text and "--reduction" not in text

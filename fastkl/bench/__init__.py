@@ -8,7 +8,10 @@ Workloads (:mod:`fastkl.bench.options`):
   ``reduction="mean"`` -- the loss of a classifier or language model;
 * ``small``: every row-wise and elementwise function of the library at 1-D 10,
   100 x 100 and 1000 x 100, timed per call (microseconds), against the reference, the
-  plain numpy formula, SciPy and PyTorch.
+  plain numpy formula, SciPy and PyTorch;
+* ``pairwise``: ``fastkl.pairwise_kl`` (M = N = 2000, K = 256) and ``fastkl.pairwise_js``
+  (M = N = 500) against the bare matrix product ``P @ np.log(Q).T``, the reference, numpy,
+  SciPy's ``cdist`` and PyTorch (:mod:`~fastkl.bench.pairwise`).
 
 The throughput workloads (:mod:`~fastkl.bench.throughput`) time, for every dtype, input
 size and thread count, **fastkl**, the **memory-bandwidth floor** (a BLAS dot streaming
@@ -47,6 +50,10 @@ from .options import (
     DEFAULT_SIZES,
     DEFAULT_WORKLOADS,
     DTYPES,
+    PAIRWISE_DTYPES,
+    PAIRWISE_FUNCTIONS,
+    PAIRWISE_SIZES,
+    PAIRWISE_WORKLOADS,
     PER_CALL_WORKLOADS,
     PLOT_MAX_BYTES,
     SLOW_CALL_S,
@@ -58,12 +65,14 @@ from .options import (
     BenchOptions,
     Function,
 )
+from .pairwise import PairwiseRun, run_pairwise
 from .percall import CallRun, run_calls
 from .report import (
     check_output_dir,
     draw_plot,
     header,
     print_call_table,
+    print_pairwise_table,
     print_table,
     progress,
     report,
@@ -74,7 +83,8 @@ from .timing import openblas_warning
 
 __all__ = [
     "AUTORANGE_S", "CE_DEFAULT_SIZES", "CE_LARGE_DTYPES", "DEFAULT_REPEAT", "DEFAULT_SIZES", "DEFAULT_WORKLOADS",
-    "DTYPES", "PER_CALL_WORKLOADS", "PLOT_MAX_BYTES", "SLOW_CALL_S", "SLOW_REPEAT", "SMALL_FUNCTIONS",
+    "DTYPES", "PAIRWISE_DTYPES", "PAIRWISE_FUNCTIONS", "PAIRWISE_SIZES", "PAIRWISE_WORKLOADS", "PER_CALL_WORKLOADS",
+    "PLOT_MAX_BYTES", "SLOW_CALL_S", "SLOW_REPEAT", "SMALL_FUNCTIONS",
     "SMALL_SHAPES", "THROUGHPUT_WORKLOADS", "WORKLOADS", "BenchOptions", "Function", "baseline_rows", "baselines",
     "cpu_count", "fastkl_contender", "make_logits", "openblas_warning", "plan", "probability_rows", "run",
 ]
@@ -134,11 +144,14 @@ def run(opts: BenchOptions, out: TextIO | None = None) -> dict[str, Any]:
         if opts.throughput_workloads:
             contenders, not_run = throughput_baselines()
         calls: dict[str, CallRun] = {w: CallRun.prepare(w) for w in opts.per_call_workloads}
-        not_run = _unique(not_run + [s for run_ in calls.values() for s in run_.skipped])
+        pairs = PairwiseRun.prepare() if opts.pairwise_workloads else None
+        not_run = _unique(not_run + [s for run_ in calls.values() for s in run_.skipped]
+                          + (pairs.skipped if pairs else []))
         for s in not_run:
             progress(f"baseline {s.name} not run: {s.reason}")
         llc = last_level_cache_bytes()
-        every = {c.name: c for c in contenders + [c for run_ in calls.values() for c in run_.contenders[1:]]}
+        every = {c.name: c for c in contenders + [c for run_ in calls.values() for c in run_.contenders[1:]]
+                 + (pairs.contenders[1:] if pairs else [])}
         info = machine_info(list(every.values()), llc)
         print(header(info), file=out)
         results: list = []
@@ -152,6 +165,10 @@ def run(opts: BenchOptions, out: TextIO | None = None) -> dict[str, Any]:
             run_calls(opts, call_run)
             print(file=out)
             print_call_table(call_run, opts, budget, out)
+        if pairs is not None:
+            run_pairwise(opts, pairs)
+            print(file=out)
+            print_pairwise_table(pairs, out)
         plot = None
         if opts.plot_path:
             plot = sweep(opts, contenders, llc)
@@ -160,7 +177,7 @@ def run(opts: BenchOptions, out: TextIO | None = None) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     print(f"total time {elapsed:.1f} s", file=out)
     result = report(opts, info, results, plot, elapsed, skipped + failed, calls, budget if calls else None,
-                    not_run)
+                    not_run, pairs)
     if opts.json_path:
         with open(opts.json_path, "w") as f:
             json.dump(result, f, indent=2)

@@ -179,6 +179,10 @@ NUMPY_SPELLINGS: dict[str, Spelling] = {
     "binary_cross_entropy_with_logits": (
         lambda x, t: (np.maximum(x[0], 0) - x[0] * x[1] + np.log1p(np.exp(-np.abs(x[0])))).mean(),
         "(max(x, 0) - x * y + log1p(exp(-|x|))).mean()"),
+    "kl_bernoulli": (lambda x, t: x[0] * np.log(x[0] / x[1]) + (1 - x[0]) * np.log((1 - x[0]) / (1 - x[1])),
+                     "p * log(p / q) + (1 - p) * log((1 - p) / (1 - q))"),
+    "kl_normal": (lambda x, t: 0.5 * (x[0] ** 2 + np.exp(x[1]) - 1 - x[1]).sum(-1),
+                  "0.5 * (mu**2 + exp(logvar) - 1 - logvar).sum(-1)"),
 }
 
 
@@ -223,6 +227,8 @@ def scipy_contender(functions: Sequence[Function] | None = None) -> Contender:
         "binary_cross_entropy_with_logits": (
             lambda x, t: -np.mean(x[1] * sp.log_expit(x[0]) + (1 - x[1]) * sp.log_expit(-x[0])),
             "-mean(y * log_expit(x) + (1 - y) * log_expit(-x))"),
+        "kl_bernoulli": (lambda x, t: sp.rel_entr(x[0], x[1]) + sp.rel_entr(1 - x[0], 1 - x[1]),
+                         "rel_entr(p, q) + rel_entr(1 - p, 1 - q)"),
     }
     return _contender("scipy", scipy.__version__, spellings, _keys(functions))
 
@@ -230,13 +236,8 @@ def scipy_contender(functions: Sequence[Function] | None = None) -> Contender:
 # --------------------------------------------------------------------------- PyTorch
 
 
-def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
-    """PyTorch on CPU tensors sharing the numpy inputs' memory; raises :class:`Unavailable`."""
-    try:
-        import torch
-        import torch.nn.functional as F
-    except Exception as exc:  # a broken torch install raises more than ImportError
-        raise Unavailable(f"not importable ({exc})") from None
+def torch_thread_limit(torch: Any) -> Callable[[int], ContextManager]:
+    """``thread_limit`` of a PyTorch contender: ``threads`` intra-op threads, inference mode."""
 
     @contextmanager
     def thread_limit(threads: int) -> Iterator[None]:
@@ -247,6 +248,18 @@ def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
                 yield
         finally:
             torch.set_num_threads(previous)
+
+    return thread_limit
+
+
+def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
+    """PyTorch on CPU tensors sharing the numpy inputs' memory; raises :class:`Unavailable`."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except Exception as exc:  # a broken torch install raises more than ImportError
+        raise Unavailable(f"not importable ({exc})") from None
+    thread_limit = torch_thread_limit(torch)
 
     def js(p: Any, q: Any) -> Any:
         log_m = torch.log(0.5 * (p + q))
@@ -273,6 +286,11 @@ def torch_contender(functions: Sequence[Function] | None = None) -> Contender:
         "binary_cross_entropy": (lambda x, t: F.binary_cross_entropy(x[0], x[1]), "F.binary_cross_entropy(p, y)"),
         "binary_cross_entropy_with_logits": (lambda x, t: F.binary_cross_entropy_with_logits(x[0], x[1]),
                                              "F.binary_cross_entropy_with_logits(x, y)"),
+        "kl_bernoulli": (lambda x, t: torch.xlogy(x[0], x[0] / x[1]) + torch.xlogy(1 - x[0], (1 - x[0]) / (1 - x[1])),
+                         "torch.xlogy(p, p / q) + torch.xlogy(1 - p, (1 - p) / (1 - q))"),
+        # the VAE term as PyTorch's VAE example writes it
+        "kl_normal": (lambda x, t: -0.5 * torch.sum(1 + x[1] - x[0].pow(2) - x[1].exp(), -1),
+                      "-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), -1)"),
     }
     return _contender("torch", torch.__version__, spellings, _keys(functions), threaded=True, spins=True,
                       convert=torch.from_numpy,  # shares memory with the numpy inputs: no copy

@@ -8,7 +8,10 @@ every benchmark of a function sees the same kind of data:
 * :func:`logits` / :func:`make_logits`: standard normal logits times 3 (a trained
   classifier's spread), with uniform int64 labels;
 * :func:`binary_targets`: 0/1 targets for binary cross-entropy, :func:`probabilities`
-  its predicted probabilities;
+  its predicted probabilities (two independent arrays of them are the coins of
+  ``kl_bernoulli``);
+* :func:`gaussian_encoding`: the means and log-variances a VAE's encoder outputs
+  (``kl_normal`` against the standard normal prior);
 * :func:`function_inputs`: what a function of a per-call workload is called on, by the
   input kind its :class:`~fastkl.bench.options.Function` names (:data:`INPUT_KINDS`).
 
@@ -168,6 +171,22 @@ def logits_and_targets(shape: Shape, dtype: str, seed: Seed) -> Inputs:
     return logits(shape, dtype, logit_seed), binary_targets(shape, dtype, target_seed)
 
 
+def coin_pair(shape: Shape, dtype: str, seed: Seed) -> Inputs:
+    """Two independent :func:`probabilities` arrays: heads-probabilities of coins p and q."""
+    first, second = _seq(seed).spawn(2)
+    return probabilities(shape, dtype, first), probabilities(shape, dtype, second)
+
+
+def gaussian_encoding(shape: Shape, dtype: str, seed: Seed) -> Inputs:
+    """Means (standard normal) and log-variances (normal, standard deviation 0.5) in ``dtype``:
+    a VAE encoder's output, variances around 1."""
+    rng = np.random.default_rng(_seq(seed))
+    mu = rng.standard_normal(shape, dtype=np.dtype(dtype))
+    logvar = rng.standard_normal(shape, dtype=np.dtype(dtype))
+    logvar *= 0.5
+    return mu, logvar
+
+
 #: Input kind (``Function.inputs``) -> generator ``(shape, dtype, seed) -> inputs``.
 INPUT_KINDS: dict[str, Callable[[Shape, str, Seed], Inputs]] = {
     "p": lambda shape, dtype, seed: probability_rows(shape, dtype, 1, seed),
@@ -177,6 +196,8 @@ INPUT_KINDS: dict[str, Callable[[Shape, str, Seed], Inputs]] = {
     "logits,logits": logit_pair,
     "logits,targets": logits_and_targets,
     "probabilities,targets": probabilities_and_targets,
+    "coins": coin_pair,
+    "mu,logvar": gaussian_encoding,
 }
 
 

@@ -6,10 +6,13 @@ Two kinds of workload:
   ``ce`` on logits) time one call on inputs of up to gigabytes and report GB/s against
   the memory-bandwidth floor;
 * **per-call** workloads (``small``) time many short calls of every function in a table
-  (:class:`Function`) at a few small shapes and report the time per call.  A later
-  workload (``pairwise``: ``pairwise_kl`` / ``pairwise_js``) is one more
-  :class:`PerCallWorkload` in :data:`PER_CALL_WORKLOADS`, and a new function of the
-  small workload one more :class:`Function` line in :data:`SMALL_FUNCTIONS`.
+  (:class:`Function`) at a few small shapes and report the time per call; a new
+  function of the small workload is one more :class:`Function` line in
+  :data:`SMALL_FUNCTIONS`;
+* the **pairwise** workload (``pairwise``: ``pairwise_kl`` / ``pairwise_js``, see
+  :mod:`fastkl.bench.pairwise`) times one call that fills an M x N matrix and reports it
+  against the bare matrix product and the baselines (some timed on a subset of rows
+  and scaled).
 
 :class:`BenchOptions` holds what the command line asked for.
 """
@@ -121,6 +124,8 @@ SMALL_FUNCTIONS = (
     Function("kl_divergence_logits", "logits,logits"),
     Function("binary_cross_entropy", "probabilities,targets"),
     Function("binary_cross_entropy_with_logits", "logits,targets"),
+    Function("kl_bernoulli", "coins"),
+    Function("kl_normal", "mu,logvar"),
 )
 #: 1-D 10 (a single distribution: call overhead), 100 x 100 (fits in L1/L2), 1000 x 100.
 SMALL_SHAPES: tuple[Shape, ...] = ((10,), (100, 100), (1_000, 100))
@@ -128,7 +133,23 @@ SMALL_SHAPES: tuple[Shape, ...] = ((10,), (100, 100), (1_000, 100))
 PER_CALL_WORKLOADS = {
     "small": PerCallWorkload("small", SMALL_FUNCTIONS, SMALL_SHAPES, fill_shape=(100, 100)),
 }
-WORKLOADS = THROUGHPUT_WORKLOADS + tuple(PER_CALL_WORKLOADS)
+
+#: The all-pairs functions of the ``pairwise`` workload and their default (M = N, K): a
+#: KL matrix big enough that the matrix product dominates, and a JS matrix of a sixteenth
+#: of the pairs (no product identity: logarithms for every pair and element).
+PAIRWISE_FUNCTIONS = ("pairwise_kl", "pairwise_js")
+PAIRWISE_SIZES: dict[str, Shape] = {"pairwise_kl": (2_000, 256), "pairwise_js": (500, 256)}
+#: The dtypes the pairwise workload runs without ``--dtype``.
+PAIRWISE_DTYPES = ("float64",)
+PAIRWISE_WORKLOADS = ("pairwise",)
+#: Baselines that build an (m, N, K) temporary (broadcasting) are timed on the first m
+#: rows of P, with m such that one such float64 temporary is at most this big.
+BROADCAST_BYTES = 64 * 2**20
+#: Baselines that call Python once per pair (SciPy's cdist with a callable) are timed on
+#: the first rows of P covering at least this many pairs.
+PYTHON_PAIRS = 20_000
+
+WORKLOADS = THROUGHPUT_WORKLOADS + tuple(PER_CALL_WORKLOADS) + PAIRWISE_WORKLOADS
 #: A per-call sample lasts at least this long (like :meth:`timeit.Timer.autorange`, with a
 #: smaller budget): enough calls that the timer's resolution and one-off stalls vanish.
 AUTORANGE_S = 0.02
@@ -159,10 +180,13 @@ class BenchOptions:
     seed: int = SEED
     #: Per-call workloads: least seconds per sample (``None``: :data:`AUTORANGE_S`).
     autorange_s: float | None = None
+    #: The dtypes of the pairwise workload (the command line's ``--dtype`` sets both).
+    pairwise_dtypes: tuple[str, ...] = PAIRWISE_DTYPES
 
     def check(self) -> None:
         """Raise ``ValueError`` for options that cannot run."""
-        for name, values, allowed in (("workload", self.workloads, WORKLOADS), ("dtype", self.dtypes, DTYPES)):
+        for name, values, allowed in (("workload", self.workloads, WORKLOADS), ("dtype", self.dtypes, DTYPES),
+                                      ("dtype", self.pairwise_dtypes, DTYPES)):
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f"unknown {name} {', '.join(bad) or '(none)'}; choose from {', '.join(allowed)}")
@@ -196,8 +220,22 @@ class BenchOptions:
     def per_call_workloads(self) -> tuple[str, ...]:
         return tuple(w for w in self.workloads if w in PER_CALL_WORKLOADS)
 
+    @property
+    def pairwise_workloads(self) -> tuple[str, ...]:
+        return tuple(w for w in self.workloads if w in PAIRWISE_WORKLOADS)
+
+    def pairwise_size(self, function: str) -> Shape:
+        """(M = N, K) of an all-pairs function: its default, or ``--rows`` / ``--cols``."""
+        rows, cols = PAIRWISE_SIZES[function]
+        return (self.rows or rows, self.cols or cols)
+
     def sizes(self, workload: str) -> tuple[Shape, ...]:
-        """The input shapes ``workload`` runs at: (rows, cols), or (n,) for one 1-D input."""
+        """The input shapes ``workload`` runs at: (rows, cols), or (n,) for one 1-D input.
+
+        For ``pairwise``, (M = N, K) of each function in turn (once when they are the same).
+        """
+        if workload in PAIRWISE_WORKLOADS:
+            return tuple(dict.fromkeys(self.pairwise_size(f) for f in PAIRWISE_FUNCTIONS))
         if workload in PER_CALL_WORKLOADS:
             spec = PER_CALL_WORKLOADS[workload]
             defaults, fill = spec.shapes, spec.fill_shape

@@ -10,10 +10,12 @@ import sys
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from .. import _dispatch
+from . import options
 from .options import CE_RTOL, DTYPES, LOGIT_WORKLOADS, BenchOptions
 
 if TYPE_CHECKING:  # the runners import this module: only their types are needed here
     from .contenders import Contender, Skipped
+    from .pairwise import PairwiseResult, PairwiseRun
     from .percall import CallResult, CallRun
     from .throughput import CaseResult
 
@@ -175,18 +177,92 @@ def print_call_table(run: CallRun, opts: BenchOptions, budget_s: float, out: Tex
     out.flush()
 
 
+# --------------------------------------------------------------------------- pairwise table
+
+
+def format_pairwise_table(results: Sequence[PairwiseResult], baseline_names: Sequence[str]) -> str:
+    """Fixed-width table, one line per function, size, dtype and thread count; scaled times carry a ``~``."""
+    function_width = max([8] + [len(r.function) for r in results])
+    shape_width = max([5] + [len(r.shape_text) for r in results])
+    columns = [("function", function_width), ("dtype", 7), ("MxNxK", shape_width), ("thr", 3), ("fastkl", 9),
+               ("matmul", 9), ("x matmul", 8)]
+    for name in baseline_names:
+        columns += [(name, 10), ("speed-up", 8)]
+    lines = [_aligned([h for h, _ in columns], columns), _rule(columns)]
+    for r in results:
+        cells = [r.function, r.dtype, r.shape_text, str(r.threads), format_time(r.fastkl.median)]
+        cells += ["-", "-"] if r.matmul is None else [format_time(r.matmul.median), f"{r.x_matmul:.2f}"]
+        for name in baseline_names:
+            b = r.baselines.get(name)
+            if b is None:
+                cells += ["-", "-"]
+                continue
+            mark = "~" if b.rows_timed < r.rows else " "
+            cells += [format_time(b.timing.median * r.rows / b.rows_timed) + mark, f"{b.speedup:.1f}x"]
+        lines.append(_aligned(cells, columns))
+    return "\n".join(lines)
+
+
+def pairwise_footer(run: PairwiseRun) -> str:
+    """How to read the pairwise table, and what was not run."""
+    names = {c.name for c in run.contenders}
+    lines = [
+        "MxNxK: P of M rows and Q of N rows of K probabilities (random, no zeros); fastkl.pairwise_kl / "
+        "pairwise_js(P, Q); median of the samples after a warm-up.",
+        "matmul: the bare product P @ np.log(Q).T (numpy's BLAS, same thread count), which the identity "
+        "KL = sum p log p - P @ log(Q).T cannot beat; x matmul = fastkl time / matmul time.",
+        "speed-up = baseline time / fastkl time on the same inputs; - = not run or no equivalent.",
+    ]
+    if "reference" in names:
+        lines.append("reference: fastkl.reference (numpy in float64, broadcasting an M x N x K temporary).")
+    if "numpy" in names:
+        lines.append("numpy: KL by the identity by hand, (P * np.log(P)).sum(1)[:, None] - P @ np.log(Q).T; "
+                     "JS broadcast as H(m) - (H(P_i) + H(Q_j)) / 2 (every expression in --json).")
+    if "scipy" in names:
+        lines.append("scipy: cdist(P, Q, f) with the Python callable f(u, v) = rel_entr(u, v).sum() for KL; "
+                     "cdist(P, Q, 'jensenshannon') ** 2 for JS.")
+    if "torch" in names:
+        lines.append("torch: (P * P.log()).sum(1)[:, None] - P @ Q.log().T for KL, JS broadcast as numpy; "
+                     "tensors from torch.from_numpy outside the timed call, same thread count.")
+    sliced = sorted({(r.rows, b.rows_timed) for r in run.results for b in r.baselines.values()
+                     if b.rows_timed < r.rows})
+    if sliced:
+        lines.append(
+            "~ baseline timed on the first " + ", ".join(f"{t} of {n}" for n, t in sliced)
+            + f" rows of P (against all of Q) and scaled to all rows: a Python call per pair (at least "
+            f"{options.PYTHON_PAIRS} pairs timed) or an m x N x K temporary (at most "
+            f"{options.BROADCAST_BYTES / 2**20:g} MiB each); --full-baselines times every row."
+        )
+    lines += [f"not run: {s.name} ({s.reason})." for s in run.skipped]
+    lines += [f"not run: {note}." for note in run.failed]
+    if any(r.agrees_with_reference is False for r in run.results):
+        lines.append("WARNING: fastkl's values differed from the reference in some cases "
+                     "(agrees_with_reference in --json).")
+    return "\n".join(lines)
+
+
+def print_pairwise_table(run: PairwiseRun, out: TextIO) -> None:
+    """The pairwise table with its notes."""
+    names = [c.name for c in run.contenders[1:] if any(c.name in r.baselines for r in run.results)]
+    print(format_pairwise_table(run.results, names), file=out)
+    print(file=out)
+    print(pairwise_footer(run), file=out)
+    out.flush()
+
+
 # --------------------------------------------------------------------------- JSON
 
 
 def report(opts: BenchOptions, info: dict[str, Any], results: Sequence[CaseResult],
            plot: dict[str, Any] | None, elapsed: float, skipped: Sequence[str] = (),
            calls: dict[str, CallRun] | None = None, budget_s: float | None = None,
-           skipped_baselines: Sequence[Skipped] = ()) -> dict[str, Any]:
+           skipped_baselines: Sequence[Skipped] = (), pairwise: PairwiseRun | None = None) -> dict[str, Any]:
     """Every number of the run, as written by ``--json``.
 
     The per-call workloads, when run, add ``per_call`` (their results and every
-    contender's expression); baselines that could not run are listed with the reason
-    under ``baselines_not_run``.
+    contender's expression), the pairwise workload ``pairwise`` (the same, and the
+    bare product's expression); baselines that could not run are listed with the
+    reason under ``baselines_not_run``.
     """
     out = {
         "machine": info,
@@ -195,6 +271,7 @@ def report(opts: BenchOptions, info: dict[str, Any], results: Sequence[CaseResul
             "sizes": {w: [list(s) for s in opts.sizes(w)] for w in opts.workloads}, "threads": list(opts.threads),
             "repeat": opts.repeat, "simd": info["fastkl"]["simd_in_use"], "seed": opts.seed,
             "full_baselines": opts.full_baselines,
+            **({"pairwise_dtypes": list(opts.pairwise_dtypes)} if opts.pairwise_workloads else {}),
         },
         "floor_method": "numpy.dot of the flattened inputs (dot(x, x) for one input; for ce the logits only): "
                         "BLAS, reads each input once",
@@ -214,6 +291,15 @@ def report(opts: BenchOptions, info: dict[str, Any], results: Sequence[CaseResul
                 "failed": list(run.failed),
             }
             for name, run in calls.items()
+        }
+    if pairwise is not None:
+        from .pairwise import MATMUL_TEXT
+
+        out["pairwise"] = {
+            "results": [r.to_json() for r in pairwise.results],
+            "expressions": {"matmul": MATMUL_TEXT, **{c.name: dict(c.spellings) for c in pairwise.contenders}},
+            "limits": {"python_pairs": options.PYTHON_PAIRS, "broadcast_bytes": options.BROADCAST_BYTES},
+            "failed": list(pairwise.failed),
         }
     return out
 

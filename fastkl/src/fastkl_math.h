@@ -419,7 +419,8 @@ FKL_INLINE double fkl_expm1(double x)
 FKL_INLINE double fkl_expm1mx(double x)
 {
     const double small = (x * x) * fkl_exp_taylor(x);
-    return (fabs(x) <= FKL_LN2_HALF) ? small : (fkl_exp(x) - 1.0) - x;
+    const double big = (fkl_exp(x) - 1.0) - x;
+    return (fabs(x) <= FKL_LN2_HALF) ? small : ((x == FKL_INF) ? x : big);  /* +inf, not inf - inf */
 }
 
 /* ---- The generalised-KL term in double, g = a log(a/b) - d >= 0 with

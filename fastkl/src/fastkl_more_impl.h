@@ -10,7 +10,8 @@
  * with the generalised-KL terms g(a, b) = a log(a/b) - (a - b) >= 0
  * (fkl_gterm; the two (a - b) cancel), so that p close to q loses nothing to
  * cancellation: relative error ~1e-15 for |p - q| down to 1e-8 and below.
- * Exact at p in {0, 1}; q in {0, 1} with p != q gives +inf; NaN propagates.
+ * Exact at p in {0, 1}; q in {0, 1} with p != q gives +inf; NaN, and a
+ * value outside [0, 1], give NaN.
  * Writes the values times `scale` to `out` (when not NULL) and returns the
  * row's sum times `scale`;
  * *bad gets bit 0 when a p lies outside [0, 1] or is NaN, bit 1 for q.
@@ -24,10 +25,12 @@ static inline double FKL_S(fkl_bernoulli_row)(const FKL_T *p, const FKL_T *q, pt
 #define FKL_BERNOULLI_LOOP(I, N, PV, QV, WITH_OUT, OI, ACC, BP, BQ)                     \
     FKL_FOR2(I, N, PV, p, QV, q, reduction(+ : ACC, BP, BQ), {                  \
         const double d = PV - QV;                                                       \
-        const double v = scale * (fkl_gterm(PV, QV, d) + fkl_gterm(1.0 - PV, 1.0 - QV, -d)); \
+        const int ok_p = (PV >= 0.0) & (PV <= 1.0), ok_q = (QV >= 0.0) & (QV <= 1.0);  \
+        double v = scale * (fkl_gterm(PV, QV, d) + fkl_gterm(1.0 - PV, 1.0 - QV, -d));  \
+        v = (ok_p & ok_q) ? v : FKL_NAN;   /* not a coin: NaN (validate=False) */       \
         ACC += v;                                                                       \
-        BP += ((PV >= 0.0) & (PV <= 1.0)) ? 0.0 : 1.0;                                  \
-        BQ += ((QV >= 0.0) & (QV <= 1.0)) ? 0.0 : 1.0;                                  \
+        BP += ok_p ? 0.0 : 1.0;                                                         \
+        BQ += ok_q ? 0.0 : 1.0;                                                         \
         if (WITH_OUT) OI = (FKL_O)v;                                                    \
     })
     if (out) {
@@ -71,7 +74,8 @@ static inline double FKL_S(fkl_normal_row)(const FKL_T *mp, const FKL_T *lp, con
         for (ptrdiff_t i = 0; i < n; i++) {
             const double lvp = (double)FKL_LD(lp[i]), lvq = (double)FKL_LD(lq[i]);
             const double dm = (double)FKL_LD(mp[i]) - (double)FKL_LD(mq[i]);
-            acc += fkl_expm1mx(lvp - lvq) + (dm * dm) * fkl_exp(-lvq);
+            const double spread = (dm == 0.0) ? 0.0 : (dm * dm) * fkl_exp(-lvq);  /* 0 * inf: 0 */
+            acc += fkl_expm1mx(lvp - lvq) + spread;
         }
         if (gmu) {
             FKL_SIMD()
