@@ -19,8 +19,9 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays, _driver
 
-#: Bound on the temporaries of pairwise_kl (the log of a block of Q's rows,
-#: a block of P's rows in float64), whatever M and N.
+#: Bound on each temporary of pairwise_kl (the log of a block of Q's rows, a
+#: block of P's rows in float64, a float64 tile of the result), whatever M
+#: and N.
 BLOCK_BYTES = 32 * 2**20
 
 
@@ -44,18 +45,25 @@ def _result(out, shape, res_dtype) -> np.ndarray:
     return _arrays.check_out(out, shape, res_dtype)
 
 
+_controller = None
+
+
 def _blas_threads(n_threads):
     """Limit BLAS to ``n_threads`` for the matrix products (when threadpoolctl is installed)."""
+    global _controller
     if n_threads is None:
         return nullcontext()
     from . import _threads
 
     n = _threads.check(n_threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # without it, BLAS keeps its own thread count
-        return nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # without it, BLAS keeps its own thread count
+            return nullcontext()
+        # Finding the loaded libraries is the slow part (~0.5 ms): once per process.
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=n, user_api="blas")
 
 
 def _check_probabilities(x: np.ndarray, name: str, log: bool) -> None:
@@ -162,8 +170,11 @@ def pairwise_kl(
                         "none", False, None, np.float64, n_threads)
     h = np.atleast_1d(-scale * h)
     k = a.shape[1]
-    rows_q = max(1, BLOCK_BYTES // (8 * max(k, 1)))
-    rows_p = max(1, BLOCK_BYTES // (8 * max(k, 1)))
+    # Blocks of Q's rows (their logs) and of P's rows (in float64), and the
+    # float64 tile of the result when it cannot be written in place: each
+    # within BLOCK_BYTES.
+    rows_q = max(1, min(n, BLOCK_BYTES // (8 * max(k, 1))))
+    rows_p = max(1, min(BLOCK_BYTES // (8 * max(k, 1)), BLOCK_BYTES // (8 * rows_q)))
     direct = res.dtype == np.float64 and res.flags.c_contiguous
     with _blas_threads(n_threads), np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for j0 in range(0, n, rows_q):

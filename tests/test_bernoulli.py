@@ -184,8 +184,6 @@ def test_outside_values_give_nan_without_validation(p, q):
     assert np.isnan(fastkl.kl_bernoulli(p, q, validate=False))
 
 
-@pytest.mark.xfail(strict=True, reason="C kernel: p == q outside [0, 1] gives g(a, a) = 0 instead of NaN "
-                                       "(fkl_gterm's series branch); reported, not fixed here")
 @pytest.mark.parametrize("v", [1.5, -0.5])
 def test_equal_outside_values_give_nan_without_validation(v):
     assert np.isnan(fastkl.kl_bernoulli(v, v, validate=False))

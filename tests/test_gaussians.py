@@ -330,8 +330,6 @@ def test_degenerate_variances_give_inf():
     assert fastkl.kl_normal([0.0], [710.0]) == INF       # e^710 overflows
 
 
-@pytest.mark.xfail(strict=True, reason="C kernel: fkl_expm1mx(+inf) = (inf - 1) - inf = NaN; "
-                                       "the divergence is +inf; reported, not fixed here")
 @pytest.mark.parametrize("args", [([0.0], [INF]), ([0.0], [0.0], [0.0], [-INF])])
 def test_infinite_logvar_ratio_gives_inf(args):
     assert fastkl.kl_normal(*args) == INF

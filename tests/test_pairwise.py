@@ -12,10 +12,9 @@ Tolerances, from the error analysis (not fitted to results):
   and p log q <= 0), so for K <= 100 the error is < 1e-13 of that scale.  It is an absolute
   bound: nearly equal rows, whose divergence is far below the two sums, get no relative
   accuracy (documented in the docstring).
-* pairwise_js, float64: 1e-13 relative, the issue's bound, for rows that are not nearly equal:
-  the kernel sums K terms p log(p/m) + q log(q/m) of a few ulp each, whose sum of magnitudes is
-  within a small factor of JS when the rows differ by O(1) (random Dirichlet rows).  Nearly
-  equal rows are a known limitation (an xfail below).
+* pairwise_js, float64: 1e-13 relative, the issue's bound: the kernel sums K non-negative terms
+  p log(p/m) + q log(q/m) of a few ulp each (elements within ~10% of each other take a series in
+  (p - q)/(p + q) instead of two cancelling logs), so nearly equal rows keep it too.
 * Row functions and the reference compute the same sums in other orders: 1e-12 of the scale.
 * float32 results are float64 values rounded once: 2e-7 relative (+ the float64 bound).
 """
@@ -126,8 +125,6 @@ def test_pairwise_js_against_mpmath(simd_level):
     np.testing.assert_allclose(dist, want_d, rtol=1e-13)
 
 
-@pytest.mark.xfail(strict=True, reason="C kernel: fkl_js_term sums p log(p/m) + q log(q/m), which cancel to "
-                                       "O(|p - q|^2): relative error ~1e-16 / |p - q|; reported, not fixed")
 def test_pairwise_js_nearly_equal_rows_relative_accuracy():
     rng = np.random.default_rng(2)
     q = rows(rng, 1, 16)

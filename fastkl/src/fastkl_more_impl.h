@@ -98,6 +98,20 @@ FKL_INLINE double FKL_S(fkl_js_pair)(const FKL_T *p, double ap, const FKL_T *q, 
                                      int mode, int *bad)
 {
     double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
+    if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {   /* the fast logs, as in fkl_js_row */
+        double odd = 0.0;
+        FKL_FOR2(i, k, x, p, y, q, reduction(+ : acc, odd), {
+            const double pv = x * ap, qv = y * aq;
+            acc += fkl_js_term_normal(pv, qv);
+            odd += ((pv == 0.0) | (pv >= 0x1p-1022)) & ((qv == 0.0) | (qv >= 0x1p-1022))
+                   & (pv < FKL_INF) & (qv < FKL_INF) ? 0.0 : 1.0;
+        })
+        if (odd == 0.0) {
+            acc *= 0.5;
+            return (acc < 0.0) ? 0.0 : acc;
+        }
+        acc = 0.0;
+    }
     FKL_PAIR_MODES(mode, i, k, p, ap, q, aq, reduction(+ : acc, bp, bq, sum_p, sum_q),
                    pv, qv, lr, bp, bq, sum_p, sum_q, {
         (void)lr;

@@ -417,7 +417,9 @@ static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, const FKL_T *q,
 
 /* Jensen-Shannon divergence  (KL(p||m) + KL(q||m)) / 2,  m = (p + q) / 2.
  * Each term x log(x/m) is 0 for x = 0; JS is finite (<= log 2) for
- * probability rows.  Rounding can leave it a few ulp below 0; clamped. */
+ * probability rows; nearly equal p and q take a series without
+ * cancellation (fkl_js_pair_terms).  Rounding can leave it a few ulp below
+ * 0; clamped. */
 #if !FKL_FAST_ONLY
 static inline double FKL_S(fkl_js_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t n, int mode, fkl_rowinfo *info)
 {
@@ -427,6 +429,26 @@ static inline double FKL_S(fkl_js_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t
     double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
     (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
     (void)bq;
+    if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
+        /* Rows of zeros and positive normal numbers take the fast logs;
+         * `odd` counts the other values (counts: see fkl_kl_row). */
+        double odd = 0.0;
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q, odd), {
+            const double pv = x * ap, qv = y * aq;
+            acc += fkl_js_term_normal(pv, qv);
+            sum_p += pv;
+            sum_q += qv;
+            odd += ((pv == 0.0) | (pv >= 0x1p-1022)) & ((qv == 0.0) | (qv >= 0x1p-1022)) ? 0.0 : 1.0;
+        })
+        if (odd == 0.0 && sum_p < FKL_INF && sum_q < FKL_INF) {
+            info->bad = 0;
+            info->sum_p = sum_p;
+            info->sum_q = sum_q;
+            acc *= 0.5;
+            return (acc < 0.0) ? 0.0 : acc;
+        }
+        acc = sum_p = sum_q = 0.0;
+    }
     FKL_PAIR_MODES(mode, i, n, p, ap, q, aq, reduction(+ : acc, bp, bq, sum_p, sum_q),
                    pv, qv, lr, bp, bq, sum_p, sum_q, {
         (void)lr;
