@@ -175,6 +175,12 @@ cdef inline bint _ready(object x) noexcept:
     return _code(a) >= 0 and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)
 
 
+def ready(x):
+    """``x`` is an ndarray the kernels read as it is: float64, float32, float16
+    or (once met) bfloat16, native byte order, aligned."""
+    return _ready(x)
+
+
 cdef inline object _as_kernel_array(object x, str name):
     return x if _ready(x) else _arrays.as_float_array(x, name)
 
@@ -333,6 +339,17 @@ cdef int _run_blocks(int kernel, int ctype, fkl_args *a, list ins, list outs, ob
         n_rows *= <Py_ssize_t>d
     if n_rows == 0:
         return 0
+    if len(outer) <= 1:
+        # one block: every operand is (rows, K) or one row already
+        for j in range(n_in):
+            _set_in(&a.ins[j], ins[j])
+        for j in range(n_out):
+            _set_out(&a.outs[j], outs[j])
+        if labels is not None:
+            a.labels = <const char *>cnp.PyArray_DATA(<cnp.ndarray>labels)
+            a.labels_rs = cnp.PyArray_STRIDES(<cnp.ndarray>labels)[0] if cnp.PyArray_NDIM(<cnp.ndarray>labels) else 0
+        _execute(fn, a, n_rows, threads, _scratch_bytes(a, n_in, n_out, ctype))
+        return 0
     views = list(ins) + [v for v in outs if v is not None]
     if labels is not None:
         views.append(labels[..., None])
@@ -452,6 +469,42 @@ cdef object _reduce_rows(const double *rows, Py_ssize_t n_rows, int red, bint f3
     return _scalar(total, f32)
 
 
+# ------------------------------------------------------------------ operands of the Python layer
+
+cdef tuple _prepare(list values, tuple names, object axis, bint widen):
+    """Array arguments -> (views, outer, kernel type, rows): kernel arrays of
+    one dtype (float16/bfloat16 widened to float32 with ``widen``), broadcast
+    and with ``axis`` moved last, as views.  Inputs of one shape, (N, K) or
+    (K,), reduced along their last axis are used as they are."""
+    cdef Py_ssize_t n_rows = 1, j, n = len(values)
+    cdef int nd, code0
+    arrs = [_as_kernel_array(values[j], names[j]) for j in range(n)]
+    if widen:
+        arrs = [_arrays.widen_half(a) if _code(a) >= FKL_F16 else a for a in arrs]
+    code0 = _code(arrs[0])
+    for j in range(1, n):
+        if _code(arrs[j]) != code0:
+            arrs = list(_arrays.common_float(*arrs))
+            break
+    shape = arrs[0].shape
+    nd = len(shape)
+    fast = 1 <= nd <= 2 and type(axis) is int and (axis == -1 or axis == nd - 1)
+    for j in range(1, n):
+        fast = fast and arrs[j].shape == shape
+    if fast:
+        views, outer = arrs, shape[:-1]
+    else:
+        views, outer = _arrays.broadcast_rows(arrs, names, axis)
+    for d in outer:
+        n_rows *= d
+    return views, outer, type_code(views[0]), n_rows
+
+
+def prepare(list values, tuple names, axis, bint widen=False):
+    """:func:`_prepare` for the Python layer: ``(views, outer, type, rows)``."""
+    return _prepare(values, names, axis, widen)
+
+
 # ------------------------------------------------------------------ measures
 
 def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, bint normalize,
@@ -476,24 +529,8 @@ def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, b
     cdef unsigned char *bad = NULL
     cdef cnp.ndarray res
 
-    arrs = [_as_kernel_array(p, names[0])]
-    if n_in == 2:
-        arrs.append(_as_kernel_array(q, names[1]))
-        if _code(arrs[0]) != _code(arrs[1]):
-            arrs = list(_arrays.common_float(*arrs))
-    ctype = type_code(arrs[0])
-
-    # The reduced axis last, broadcast views; (N, K) and (K,) inputs of one
-    # shape reduced along their last axis are used as they are.
-    shape = arrs[0].shape
-    cdef int nd = len(shape)
-    if (1 <= nd <= 2 and (n_in == 1 or arrs[1].shape == shape)
-            and (axis is -1 or axis == -1 or (axis == nd - 1 and not isinstance(axis, bool)))):
-        views, outer = arrs, shape[:-1]
-    else:
-        views, outer = _arrays.broadcast_rows(arrs, names, axis)
-    for d in outer:
-        n_rows *= d
+    views, outer, ctype, n_rows = _prepare([p] if q is None else [p, q], names, axis, False)
+    cdef bint direct = views[0].ndim <= 2
     k = views[0].shape[-1]
 
     if dtype is None:
@@ -547,7 +584,7 @@ def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, b
                 memset(bad, 0, n_rows)
                 a.bad = bad
 
-        if nd <= 2 and views is arrs:
+        if direct:
             for j in range(n_in):
                 _set_in(&a.ins[j], views[j])
             _execute(_kernel(kernel, ctype), &a, n_rows, threads, _scratch_bytes(&a, n_in, 0, ctype))
@@ -607,8 +644,12 @@ def rows(int kernel, list ins, list outs, tuple outer, *, val=None, bint flags=F
         a.val = <char *>cnp.PyArray_DATA(<cnp.ndarray>val)
         a.val_f32 = val.dtype == _F32
         a.val_rs = 4 if a.val_f32 else 8
-    bad = np.zeros(outer, np.uint8) if flags else None
-    if bad is not None:
+    cdef cnp.npy_intp dims[64]          # numpy allows at most 64 dimensions
+    bad = None
+    if flags:
+        for j in range(len(outer)):
+            dims[j] = outer[j]
+        bad = cnp.PyArray_ZEROS(len(outer), dims, cnp.NPY_UINT8, 0)
         a.bad = <unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>bad)
     if weight is not None:
         w = <cnp.ndarray>weight
@@ -655,27 +696,149 @@ def sum_rows(cnp.ndarray rows64, reduction, bint f32, out=None, double denominat
 
 def elementwise(int kernel, list ins, list outs, *, double scale=1.0, bint flags=False, n_threads=None):
     """Run an elementwise kernel over same-shape arrays (broadcast views
-    allowed), cut into rows (:func:`fastkl._arrays.elementwise_rows`).
+    allowed), cut into rows of :data:`fastkl._arrays.ELEMENTWISE_ROW`
+    elements so that a 1-D input runs on several threads too.
 
     ``outs`` are arrays of that shape receiving elementwise values, or None.
     Returns ``(total, bits)``: the float64 sum of every value (a pairwise sum
     of per-row sums) and the OR of the per-row flags (0 without ``flags``).
     """
     cdef double total = 0.0
-    cdef int bits = 0
-    cdef int n_in = len(ins)
-    cdef cnp.ndarray sums
+    cdef int bits = 0, j, n_in = len(ins), n_out = len(outs), ctype
+    cdef Py_ssize_t n, m, rest, row = _arrays.ELEMENTWISE_ROW, es, item
+    cdef fkl_args a
+    cdef cnp.ndarray arr, sums
+    cdef unsigned char *bad = NULL
     present = [o for o in outs if o is not None]
-    if cnp.PyArray_SIZE(<cnp.ndarray>ins[0]) == 0:
+    n = cnp.PyArray_SIZE(<cnp.ndarray>ins[0])
+    if n == 0:
         return 0.0, 0
-    for blocks in _arrays.elementwise_rows(list(ins) + present):
-        nb = blocks[0].shape[0]
-        sums = np.empty(nb, np.float64)
-        rest = iter(blocks[n_in:])
-        row_outs = [next(rest) if o is not None else None for o in outs]
-        bad = rows(kernel, blocks[:n_in], row_outs, (nb,), val=sums, flags=flags, scale=scale,
-                   n_threads=n_threads)
-        total += _sum(<const double *>cnp.PyArray_DATA(sums), nb)
-        if bad is not None:
-            bits |= int(np.bitwise_or.reduce(bad)) if nb else 0
+    cdef Py_ssize_t strides_in[4]
+    cdef Py_ssize_t strides_out[2]
+    ops = list(ins) + present
+    flat = True
+    for j in range(n_in):
+        flat = flat and _flat_stride(ins[j], &strides_in[j])
+    for j in range(n_out):
+        if outs[j] is not None:
+            flat = flat and _flat_stride(outs[j], &strides_out[j])
+    if not flat:
+        # some operand cannot be seen as 1-D without a copy: rows of its last axis
+        for blocks in _arrays.elementwise_rows(ops):
+            nb = blocks[0].shape[0]
+            sums = np.empty(nb, np.float64)
+            it = iter(blocks[n_in:])
+            row_outs = [next(it) if o is not None else None for o in outs]
+            got = rows(kernel, blocks[:n_in], row_outs, (nb,), val=sums, flags=flags, scale=scale,
+                       n_threads=n_threads)
+            total += _sum(<const double *>cnp.PyArray_DATA(sums), nb)
+            if got is not None:
+                bits |= _or_flags(<const unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>got), nb)
+        return total, bits
+    # Every operand is 1-D with one element stride (contiguous, strided or a
+    # broadcast scalar): rows of `row` elements straight from the pointers.
+    memset(&a, 0, sizeof(a))
+    a.scale = scale
+    ctype = type_code(ins[0])
+    m = n // row
+    rest = n - m * row
+    sums = np.empty(m + (1 if rest else 0), np.float64)
+    a.val = <char *>cnp.PyArray_DATA(sums)
+    a.val_rs = 8
+    if flags:
+        bad = <unsigned char *>malloc(m + 1)
+        if bad == NULL:
+            raise MemoryError()
+        memset(bad, 0, m + 1)
+    try:
+        for part in range(2):
+            nb = m if part == 0 else (1 if rest else 0)
+            if nb == 0:
+                continue
+            a.k = row if part == 0 else rest
+            for j in range(n_in):
+                arr = <cnp.ndarray>ins[j]
+                item = cnp.PyArray_ITEMSIZE(arr)
+                es = strides_in[j]
+                a.ins[j].data = <const char *>cnp.PyArray_DATA(arr) + (0 if part == 0 else m * row * es * item)
+                a.ins[j].es = es
+                a.ins[j].rs = row * es * item
+            for j in range(n_out):
+                if outs[j] is None:
+                    a.outs[j].data = NULL
+                    continue
+                arr = <cnp.ndarray>outs[j]
+                item = cnp.PyArray_ITEMSIZE(arr)
+                es = strides_out[j]
+                a.outs[j].data = <char *>cnp.PyArray_DATA(arr) + (0 if part == 0 else m * row * es * item)
+                a.outs[j].es = es
+                a.outs[j].rs = row * es * item
+            a.val = <char *>cnp.PyArray_DATA(sums) + (0 if part == 0 else m * 8)
+            a.bad = (bad + (0 if part == 0 else m)) if bad != NULL else NULL
+            threads = _threads_for(n_threads, kernel, nb, a.k)
+            _execute(_kernel(kernel, ctype), &a, nb, threads, _scratch_bytes(&a, n_in, n_out, ctype))
+        total = _sum(<const double *>cnp.PyArray_DATA(sums), sums.shape[0])
+        if bad != NULL:
+            bits = _or_flags(bad, m + 1)
+    finally:
+        free(bad)
     return total, bits
+
+
+cdef bint _flat_stride(object x, Py_ssize_t *es) noexcept:
+    """Whether ``x`` can be seen as 1-D without a copy, and then its element
+    stride in ``es`` (0 for a broadcast scalar, negative when reversed)."""
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    cdef int nd = cnp.PyArray_NDIM(a), j
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(a)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef cnp.npy_intp inner = 0, expect = 0
+    cdef bint seen = False
+    # from the last axis out, each stride must be the previous one times its length
+    for j in range(nd - 1, -1, -1):
+        if dims[j] == 1:
+            continue
+        if not seen:
+            inner = expect = strides[j]
+            seen = True
+        elif strides[j] != expect:
+            return False
+        expect = strides[j] * dims[j]
+    if inner % item:
+        return False
+    es[0] = inner // item if seen else 1
+    return True
+
+
+cdef int _or_flags(const unsigned char *bad, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int bits = 0
+    for i in range(n):
+        bits |= bad[i]
+    return bits
+
+
+
+def check_labels(cnp.ndarray labels, Py_ssize_t n_classes, long long ignore_index, weight):
+    """One pass over C-contiguous int64 class labels: the flat position of the
+    first label outside [0, n_classes) other than ``ignore_index`` (or -1),
+    and the cross-entropy mean's denominator (PyTorch's: the weights of the
+    non-ignored labels, or their count without ``weight``)."""
+    cdef const long long *lab = <const long long *>cnp.PyArray_DATA(labels)
+    cdef const double *w = NULL
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(labels), bad = -1
+    cdef long long y
+    cdef double denominator = 0.0
+    if weight is not None:
+        w = <const double *>cnp.PyArray_DATA(<cnp.ndarray>weight)
+    with nogil:
+        for i in range(n):
+            y = lab[i]
+            if y == ignore_index:
+                continue
+            if y < 0 or y >= n_classes:
+                bad = i
+                break
+            denominator += w[y] if w != NULL else 1.0
+    return bad, denominator

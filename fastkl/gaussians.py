@@ -105,25 +105,27 @@ def kl_normal(
     prior = mu_q is None
     names = ("mu_p", "logvar_p") + (() if prior else ("mu_q", "logvar_q"))
     values = (mu_p, logvar_p) + (() if prior else (mu_q, logvar_q))
-    arrs = _arrays.common_float(*(_arrays.widen_half(_arrays.as_float_array(v, n)) for v, n in zip(values, names)))
-    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(arrs[0]), dtype)
-    if return_grad and res_dtype == np.float64 and arrs[0].dtype != np.float64:
+    views, outer, _, n_rows = _driver.prepare(list(values), names, axis, True)
+    compute = _arrays.compute_dtype(views[0])
+    res_dtype = compute if dtype is None else _arrays.result_dtype(compute, dtype)
+    if return_grad and res_dtype == np.float64 and compute != np.float64:
         # the kernel writes gradients in its input's type: float64 copies (exact) for float64
         # gradients of float32 input.  float64 input with dtype=float32 is computed in float64
         # and the gradients rounded once at the end (rounding logvar to float32 first would
         # change exp(logvar) by up to |logvar| * 6e-8 relative).
-        arrs = tuple(a.astype(np.float64) for a in arrs)
-    views, outer = _arrays.broadcast_rows(list(arrs), names, axis)
-    n_rows = int(np.prod(outer))
-    grads = [np.empty(views[0].shape, arrs[0].dtype) for _ in range(2)] if return_grad else [None, None]
+        views = [v.astype(np.float64) for v in views]
+    grads = [np.empty(views[0].shape, views[0].dtype) for _ in range(2)] if return_grad else [None, None]
     gscale = scale * ((1.0 / n_rows if n_rows else 0.0) if red == "mean" else 1.0)
     rows = np.empty(outer, np.float64)
     ins = views if not prior else views + [views[0], views[1]]  # slots 2, 3 unread for the prior
     _driver.rows(_driver.KERNELS["normal"], ins, grads, outer, val=rows, ival=int(prior), scale=scale,
                  params=(gscale,), n_threads=n_threads)
     if red == "none":
-        with np.errstate(over="ignore"):  # a float32 result beyond 3.4e38 is inf, correctly rounded
-            res = rows.astype(res_dtype, copy=False)
+        if res_dtype == np.float64:
+            res = rows
+        else:
+            with np.errstate(over="ignore"):  # a float32 result beyond 3.4e38 is inf, correctly rounded
+                res = rows.astype(res_dtype)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res
@@ -137,7 +139,7 @@ def kl_normal(
     if not return_grad:
         return result
     ax = _arrays.check_axis(axis, len(views[0].shape))
-    shapes = (np.shape(arrs[0]), np.shape(arrs[1]))
+    shapes = (np.shape(mu_p), np.shape(logvar_p))
     out_grads = tuple(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape) for g, shape in zip(grads, shapes))
     if out_grads[0].dtype != res_dtype:
         with np.errstate(over="ignore"):

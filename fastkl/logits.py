@@ -351,8 +351,10 @@ def _class_weight(weight, n_classes: int) -> np.ndarray | None:
     return np.ascontiguousarray(w, dtype=np.float64)
 
 
-def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int) -> np.ndarray:
-    """Integer targets as int64, range-checked before any kernel runs."""
+def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int, w) -> tuple[np.ndarray, float]:
+    """Integer targets as C-contiguous int64, range-checked before any kernel
+    runs, and the mean's denominator (PyTorch's: the weights of the
+    non-ignored targets, or their count)."""
     if t.dtype.kind not in "iu":
         raise TypeError(
             f"target has the shape of class indices {t.shape} but dtype {t.dtype}; index "
@@ -363,17 +365,15 @@ def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int) -> np.ndarra
         raise IndexError(
             f"target{_where(pos)} = {int(t[pos])} is out of range for {n_classes} classes"
         )
-    labels = t if t.dtype == np.int64 and t.dtype.isnative and t.flags.aligned else t.astype(np.int64)
-    if not labels.size or (labels.min() >= 0 and labels.max() < n_classes):
-        return labels
-    bad = (labels != ignore_index) & ((labels < 0) | (labels >= n_classes))
-    if bad.any():
-        pos = _first(bad)
+    labels = np.ascontiguousarray(t, dtype=np.int64)
+    bad, denominator = _driver.check_labels(labels, n_classes, ignore_index, w)
+    if bad >= 0:
+        pos = tuple(int(i) for i in np.unravel_index(bad, labels.shape))
         raise IndexError(
             f"target{_where(pos)} = {int(labels[pos])} is out of range for {n_classes} classes "
             f"(valid: 0..{n_classes - 1}, or ignore_index={ignore_index})"
         )
-    return labels
+    return labels, denominator
 
 
 def softmax_cross_entropy(
@@ -537,12 +537,7 @@ def softmax_cross_entropy(
         denominator = float(n_rows)
     elif t.shape == outer:
         index_target = True
-        labels = _index_labels(t, n_classes, ignore)
-        ignored = labels == ignore
-        if w is None:
-            denominator = float(labels.size - np.count_nonzero(ignored))
-        else:
-            denominator = float(np.sum(w[labels[~ignored]]))
+        labels, denominator = _index_labels(t, n_classes, ignore, w)
     else:
         raise ValueError(
             f"target has shape {t.shape}; expected class indices of shape {outer} "

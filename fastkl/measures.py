@@ -21,6 +21,7 @@ optax take ``(log q, p)`` instead.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -380,7 +381,8 @@ def kl_bernoulli(
     scale = _arrays.base_scale(base)
     a = _arrays.widen_half(_arrays.as_float_array(p, "p"))
     b = _arrays.widen_half(_arrays.as_float_array(q, "q"))
-    a, b = _arrays.common_float(a, b)
+    if a.dtype != b.dtype:
+        a, b = _arrays.common_float(a, b)
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
     if res_dtype == np.float64 and a.dtype != np.float64:
         # dtype=float64 for float32 input: the kernel stores values in its input's type, so
@@ -390,7 +392,7 @@ def kl_bernoulli(
     kernel = _KERNEL["bernoulli"]
     if axis is None:
         try:
-            shape = np.broadcast_shapes(a.shape, b.shape)
+            shape = a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape)
         except ValueError:
             raise ValueError(f"shapes do not broadcast together: p {a.shape}, q {b.shape}") from None
         views = [x if x.shape == shape else np.broadcast_to(x, shape) for x in (a, b)]
@@ -404,7 +406,8 @@ def kl_bernoulli(
             values = out if direct else np.empty(shape, a.dtype)
         total, bits = _driver.elementwise(kernel, views, [values], scale=scale, flags=validate,
                                           n_threads=n_threads)
-        _raise_outside_unit(bits, views)
+        if bits:
+            _raise_outside_unit(bits, views)
         if red == "none":
             if out is not None:
                 if values is not out:
@@ -412,13 +415,14 @@ def kl_bernoulli(
                 return out
             values = values.astype(res_dtype, copy=False)
             return values[()] if values.ndim == 0 else values
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         value = (total / count if count else float("nan")) if red == "mean" else total
         return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
     views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
     rows = np.empty(outer, np.float64)
     bad = _driver.rows(kernel, views, [None], outer, val=rows, flags=validate, scale=scale, n_threads=n_threads)
-    _raise_outside_unit(int(np.bitwise_or.reduce(bad.reshape(-1))) if bad is not None and bad.size else 0, views)
+    if bad is not None and bad.any():
+        _raise_outside_unit(int(np.bitwise_or.reduce(bad.reshape(-1))), views)
     if red == "none":
         res = rows.astype(res_dtype, copy=False)
         if out is not None:
