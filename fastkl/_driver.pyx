@@ -480,10 +480,10 @@ cdef tuple _prepare(list values, tuple names, object axis, bint widen):
     cdef int nd, code0
     arrs = [_as_kernel_array(values[j], names[j]) for j in range(n)]
     if widen:
-        arrs = [_arrays.widen_half(a) if _code(a) >= FKL_F16 else a for a in arrs]
-    code0 = _code(arrs[0])
+        arrs = [_arrays.widen_half(a) if type_code(a) >= FKL_F16 else a for a in arrs]
+    code0 = type_code(arrs[0])
     for j in range(1, n):
-        if _code(arrs[j]) != code0:
+        if type_code(arrs[j]) != code0:
             arrs = list(_arrays.common_float(*arrs))
             break
     shape = arrs[0].shape
