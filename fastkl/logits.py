@@ -119,8 +119,8 @@ def _reduced(rows64: np.ndarray, reduction: str, denominator: float, dtype: np.d
     if reduction == "none":
         res = rows64.astype(dtype, copy=False)
         return res[()] if res.ndim == 0 else res
-    return _driver.sum_rows(np.ascontiguousarray(rows64).reshape(-1), reduction, dtype == np.float32,
-                            None, denominator)
+    # rows64 is a new C-contiguous array: reshape(-1) is a view
+    return _driver.sum_rows(rows64.reshape(-1), reduction, dtype == np.float32, None, denominator)
 
 
 def _elementwise_result(out, total: float, reduction: str, n: int, dtype: np.dtype):
@@ -142,6 +142,8 @@ def _where(pos: tuple[int, ...]) -> str:
 
 
 def _check_real(value, name: str) -> float:
+    if type(value) is float:  # the common case, without the slower ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
