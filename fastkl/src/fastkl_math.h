@@ -334,8 +334,11 @@ FKL_INLINE float fkl_expf_nonpos(float x)
 
 /* ---- float log(p/q) for positive normal p, q with one division: the float
  * counterpart of fkl_log_ratio_core (fdlibm's float polynomial for
- * 2 atanh(s), |s| <= 0.1716). */
-FKL_INLINE float fkl_log_ratiof_normal(float p, float q)
+ * 2 atanh(s), |s| <= 0.1716).  fkl_log_ratiof_parts also returns its parts,
+ * log(p/q) = dk ln2 + 2s + sR: when dk = 0 (p/q in [sqrt(2)/2, sqrt(2)))
+ * the mantissas are p and q scaled by one power of two, so s is
+ * (p - q)/(p + q) itself. */
+FKL_INLINE float fkl_log_ratiof_parts(float p, float q, float *s_out, float *sR_out, float *dk_out)
 {
     const float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
     const float Lg1 = 0xaaaaaa.0p-24f, Lg2 = 0xccce13.0p-25f,
@@ -351,7 +354,16 @@ FKL_INLINE float fkl_log_ratiof_normal(float p, float q)
     const float s = (mp - mq) / (mp + mq);
     const float z = s * s, w = z * z;
     const float R = w * (Lg2 + w * Lg4) + z * (Lg1 + w * Lg3);
+    *s_out = s;
+    *sR_out = s * R;
+    *dk_out = dk;
     return dk * ln2_hi + ((dk * ln2_lo + s * R) + 2.0f * s);
+}
+
+FKL_INLINE float fkl_log_ratiof_normal(float p, float q)
+{
+    float s, sR, dk;
+    return fkl_log_ratiof_parts(p, q, &s, &sR, &dk);
 }
 
 /* ---- The generalised-KL term of float probabilities, evaluated in float:
@@ -361,33 +373,28 @@ FKL_INLINE float fkl_log_ratiof_normal(float p, float q)
  *
  * so that KL(p||q) = sum g + (sum p - sum q), a sum of non-negative terms
  * that a float evaluation cannot ruin by cancellation.  With
- * s = (p - q)/(p + q), log(p/q) = 2 atanh(s) = 2s (1 + s^2 B(s^2)),
- * B(z) = 1/3 + z/5 + z^2/7 + ..., and since 2ps - (p - q) = s (p - q),
+ * s = (p - q)/(p + q), log(p/q) = 2s + sR (R = 2 s^2 B(s^2) = (2/3) s^2 + ...,
+ * the log ratio's own polynomial) and 2ps - (p - q) = s (p - q):
  *
- *   g = s d + 2 p s^3 B(s^2),   d = p - q.
+ *   g = s d + p sR,   d = p - q.
  *
- * For |s| < 1/3 (p/q in (1/2, 2)) d is exact (Sterbenz), s d = d^2/(p+q) >= 0
- * carries three roundings and the second part is at most 16% of it in
- * magnitude, so g is within ~4 float ulps.  For |s| >= 1/3 the direct form
- * p log(p/q) - d has no cancellation worse than a factor 4, and with the
- * <= 2 ulp float log ratio stays within ~8 ulps.  B is its Taylor series to
- * z^5 (truncation < 4e-7 relative of B at z = 1/9, weighed by <= 0.16).
- * Positive normal q and finite p >= 0 only (p = 0 gives g = q). */
+ * Where p/q is in [sqrt(2)/2, sqrt(2)) the log ratio's reduction leaves s
+ * exactly (p - q)/(p + q) (dk = 0), d is exact (Sterbenz), s d = d^2/(p+q)
+ * >= 0 carries three roundings and p sR is under 8% of it: g within ~3.5
+ * float ulps, with no division or polynomial beyond the log ratio's.
+ * Elsewhere the direct form p log(p/q) - d, fused, cancels by at most a
+ * factor 6.5 (at p/q = sqrt(2)), so with the <= 2 ulp log ratio g is within
+ * ~14 ulps there (8.3e-7), and within ~5 ulps once p/q is outside (1/2, 2).
+ * Positive normal q and finite p >= 0 only (p = 0 gives g = q: its log ratio
+ * is finite and its dk nonzero). */
 FKL_INLINE float fkl_kl_gterm_f(float p, float q)
 {
+    float s, sR, dk;
+    const float L = fkl_log_ratiof_parts(p, q, &s, &sR, &dk);
     const float d = p - q;
-    const float s = d / (p + q);
-    const float z = s * s;
-    float B = 1.0f / 13.0f;
-    B = B * z + 1.0f / 11.0f;
-    B = B * z + 1.0f / 9.0f;
-    B = B * z + 1.0f / 7.0f;
-    B = B * z + 1.0f / 5.0f;
-    B = B * z + 1.0f / 3.0f;
-    const float near = s * d + (2.0f * p) * ((s * z) * B);
-    const float far = p * fkl_log_ratiof_normal(p, q) - d;
-    const float g = (z < 1.0f / 9.0f) ? near : far;
-    return (p == 0.0f) ? q : g;
+    const float near = s * d + p * sR;
+    const float far = p * L - d;
+    return (dk == 0.0f) ? near : far;
 }
 
 /* ---- float16 and bfloat16 to float, branch-free and vectorisable.
@@ -426,7 +433,8 @@ FKL_INLINE double fkl_expm1mx(double x)
 /* ---- The generalised-KL term in double, g = a log(a/b) - d >= 0 with
  * d = a - b given exactly by the caller (the pair (a, b) may then be shifted
  * by a rounding without harm: g's sensitivity to a common shift of a and b is
- * second order).  As fkl_kl_gterm_f: s = d/(a + b), g = s d + 2 a s^3 B(s^2)
+ * second order).  With s = d/(a + b), log(a/b) = 2 atanh(s) = 2s (1 + s^2
+ * B(s^2)), B = 1/3 + z/5 + ..., and 2as - d = sd: g = s d + 2 a s^3 B(s^2)
  * for |s| < 0.1 (B to z^8, truncation < 1e-18), else the direct form, which
  * cancels by at most a factor ~11 there.  <= ~5e-15 relative.  a = 0 gives b;
  * b = 0 < a gives +inf. */
