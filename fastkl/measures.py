@@ -81,8 +81,8 @@ _COMMON_DOC = """
 """
 
 
-def _doc(text: str) -> str:
-    return text.replace("    {common}\n", _COMMON_DOC.lstrip("\n"))
+def _doc(text: str | None) -> str | None:
+    return text and text.replace("    {common}\n", _COMMON_DOC.lstrip("\n"))  # None under python -OO
 
 
 def _mode(log_p: bool, log_q: bool, normalize: bool) -> int:
