@@ -2,9 +2,53 @@
 
 The kernels in ``fastkl/_kernels.pxi`` are compiled once per SIMD level into
 ``fastkl._kernels_<level>`` modules; ``fastkl._dispatch`` imports the best one
-the CPU and OS support.  OpenMP is used when the compiler accepts it, otherwise
-the build is serial.  ``FASTKL_DEBUG=1`` builds with Cython bounds checks and
-no optimisation, for sanitizer/debug jobs.
+the CPU and OS support.
+
+Environment switches:
+
+``FASTKL_REQUIRE_OPENMP=1``
+    Fail the build when the compiler cannot build and link OpenMP code.
+    Without it such a build warns and falls back to serial kernels
+    (``fastkl.show_config()`` then reports ``openmp : False``).  CI sets it.
+``FASTKL_DEBUG=1``
+    Cython bounds and initialisation checks, ``-O0 -g``: for debuggers.
+``FASTKL_SANITIZE=1``
+    AddressSanitizer + UndefinedBehaviorSanitizer (gcc/clang), with
+    FASTKL_DEBUG's Cython checks, ``-O2 -g``, OpenMP kept.  Python itself is
+    not instrumented, so run with the ASan runtime preloaded (README,
+    "Development").
+``FASTKL_LIBOMP_PREFIX``
+    macOS: a libomp install (``include/``, ``lib/``) to build against, e.g.
+    conda-forge's llvm-openmp; Homebrew's libomp is found without it.
+
+Compiler flags, and why
+-----------------------
+gcc / clang: ``-O3`` for vectorisation; no fast-math (it breaks inf/NaN), but
+``-fno-math-errno -fno-trapping-math`` so the branch-free selects if-convert.
+``-g0`` comes after Python's own CFLAGS, which usually carry ``-g``: debug
+info was 3.7 MB of each 5 MB module.  SIMD levels add ``-mavx2 -mfma`` /
+``-mavx512f -mavx512dq ...`` to their own module only.
+
+MSVC (read, not run, here -- keep this branch simple):
+
+* ``/O2``: full optimisation (setuptools passes it too; stated for clarity).
+* ``/openmp``: OpenMP 2.0, runtime ``vcomp140.dll``.  Cython's ``prange``
+  emits only OpenMP 2.0 constructs (``parallel``, ``for schedule(static)``
+  over a signed ``Py_ssize_t``).  MSVC has no ``omp simd`` and no ``max``
+  reductions there (C3001 / C3036), so the kernel headers' SIMD-pragma macro
+  expands to nothing under MSVC.  Not ``/openmp:llvm`` (would allow them):
+  Microsoft documents its libomp140 DLLs as not redistributable.
+  The Windows wheel bundles ``vcomp140.dll`` (delvewheel, see pyproject) so
+  it does not depend on an installed VC++ redistributable.
+* ``/fp:precise``: MSVC's default, stated because ``/fp:fast`` would break
+  inf/NaN results exactly as ``-ffast-math`` would.
+* ``/fp:contract``: fuse a*b+c into FMA where the level has FMA, as gcc does by
+  default; the kernels' error bounds (e.g. 0.89 ulp for the float32 exp) are
+  measured with contraction, which MSVC >= 2022 does only with this flag.
+* ``/arch:AVX2`` and ``/arch:AVX512`` for the avx2 / avx512 modules only.
+  ``/arch:AVX512`` allows AVX-512 F/CD/BW/DQ/VL while the dispatch checks
+  F + DQ: every CPU with DQ (Skylake-SP and later) has BW and VL too.
+* No ``/Zi``: setuptools' release link writes no PDB, so no debug info ships.
 """
 
 import glob
@@ -13,7 +57,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 
 import numpy as np
@@ -21,7 +64,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-DEBUG = os.environ.get("FASTKL_DEBUG", "0") == "1"
+SANITIZE = os.environ.get("FASTKL_SANITIZE", "0") == "1"
+DEBUG = os.environ.get("FASTKL_DEBUG", "0") == "1" or SANITIZE  # Cython checks
+REQUIRE_OPENMP = os.environ.get("FASTKL_REQUIRE_OPENMP", "0") == "1"
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 
 # SIMD levels: name -> (gcc/clang flags, MSVC flags).  Only x86-64 gets the
@@ -34,16 +79,47 @@ if IS_X86_64:
         ["/arch:AVX512"],
     )
 
+if SANITIZE:
+    # -O2, not the usual -O1: the accuracy tests assume release-like code (at
+    # -O1 gcc forms no FMA and leaves float sums unvectorised; tests then fail).
+    GNU_COMMON = ["-O2", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+    GNU_LINK = ["-fsanitize=address,undefined"]
+elif DEBUG:
+    GNU_COMMON, GNU_LINK = ["-O0", "-g"], []
+else:
+    GNU_COMMON, GNU_LINK = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"], []
+GNU_COMMON += ["-Wno-unused-function", "-Wno-unreachable-code"]
+MSVC_COMMON = ["/O2", "/openmp", "/fp:precise", "/fp:contract"]
 
-def _compiler_accepts(compiler, flags, source):
-    """Return True if ``compiler`` compiles and links ``source`` with ``flags``."""
+OPENMP_PROBE = "#include <omp.h>\nint fkl_probe(void) { return omp_get_max_threads(); }\n"
+
+
+def _openmp_candidates():
+    """OpenMP flag sets to try, in order: (compile flags, link flags)."""
+    yield ["-fopenmp"], ["-fopenmp"]
+    if sys.platform == "darwin":  # Apple clang: libomp from conda-forge or Homebrew
+        prefixes = [os.environ.get("FASTKL_LIBOMP_PREFIX"), "/opt/homebrew/opt/libomp",
+                    "/usr/local/opt/libomp"]
+        for p in filter(None, prefixes):
+            # the rpath lets delocate find conda-forge's @rpath/libomp.dylib to bundle it
+            yield (["-Xpreprocessor", "-fopenmp", f"-I{p}/include"],
+                   [f"-L{p}/lib", "-lomp", f"-Wl,-rpath,{p}/lib"])
+
+
+def _builds_shared_object(compiler, cflags, ldflags, source):
+    """True if ``source`` compiles and links into a shared object the way the extensions do.
+
+    A shared object, not an executable: setuptools links extensions with LDSHARED,
+    which carries $CFLAGS / $LDFLAGS (e.g. -fsanitize=...), while its executable
+    linker does not -- probing with an executable made such builds silently serial.
+    """
     tmp = tempfile.mkdtemp()
     try:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as f:
             f.write(source)
-        objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags)
-        compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+        compiler.link_shared_object(objs, os.path.join(tmp, "probe.so"), extra_postargs=ldflags)
         return True
     except Exception:
         return False
@@ -51,11 +127,8 @@ def _compiler_accepts(compiler, flags, source):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-OPENMP_PROBE = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
-
-
 class BuildExt(build_ext):
-    """Add per-compiler optimisation and OpenMP flags once the compiler is known."""
+    """Add per-compiler optimisation, OpenMP and SIMD flags once the compiler is known."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -65,38 +138,51 @@ class BuildExt(build_ext):
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         if msvc:
-            common = ["/O2"]
-            omp = ["/openmp"] if not DEBUG else []
-            omp_link = []
+            common, link, openmp = MSVC_COMMON, [], True
         else:
-            # -O3 for vectorisation; no fast-math flags (they break inf/NaN).  The two
-            # -fno-* flags let gcc if-convert the branch-free selects.
-            common = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
-            common += ["-Wno-unused-function", "-Wno-unreachable-code"]
-            omp = omp_link = []
-            candidates = [["-fopenmp"]]
-            if sys.platform == "darwin":  # Apple clang + Homebrew's libomp
-                for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
-                    candidates.append(["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include",
-                                       f"-L{prefix}/lib", "-lomp"])
-            for flags in candidates:
-                if _compiler_accepts(self.compiler, flags, OPENMP_PROBE):
-                    omp = [f for f in flags if not f.startswith(("-l", "-L"))]
-                    omp_link = flags
+            common, link = list(GNU_COMMON), list(GNU_LINK)
+            for cflags, ldflags in _openmp_candidates():
+                if _builds_shared_object(self.compiler, common + cflags, link + ldflags, OPENMP_PROBE):
+                    common, link, openmp = common + cflags, link + ldflags, True
                     break
-            if not omp:
+            else:
+                openmp = False
+                self._no_openmp()
                 common.append("-fopenmp-simd")  # keep `#pragma omp simd` without a runtime
-        self.fastkl_openmp = bool(omp)
+        self._force_rebuild_on_new_flags(common + link)
         for ext in self.extensions:
             level = ext.name.rsplit("_", 1)[-1]
             gnu_flags, msvc_flags = SIMD_LEVELS.get(level, ([], []))
-            ext.extra_compile_args = common + omp + (msvc_flags if msvc else gnu_flags)
-            ext.extra_link_args = omp_link
+            ext.extra_compile_args = common + (msvc_flags if msvc else gnu_flags)
+            ext.extra_link_args = link
             ext.define_macros = list(ext.define_macros or []) + [
-                ("FASTKL_OPENMP", "1" if omp else "0"),
+                ("FASTKL_OPENMP", "1" if openmp else "0"),
                 ("FASTKL_COMPILER", '"%s"' % _compiler_description(self.compiler)),
             ]
         super().build_extensions()
+
+    def _force_rebuild_on_new_flags(self, flags):
+        # setuptools skips an extension whose output is newer than its sources,
+        # so switching compiler or FASTKL_* switches in a built tree would
+        # silently keep the old modules.
+        stamp = os.path.join(self.build_temp, "fastkl-flags.txt")
+        signature = repr([_compiler_description(self.compiler), flags, os.environ.get("CFLAGS")])
+        if not os.path.exists(stamp) or open(stamp).read() != signature:
+            self.force = True
+            os.makedirs(self.build_temp, exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(signature)
+
+    def _no_openmp(self):
+        why = (f"fastkl: {_compiler_description(self.compiler)} cannot build and link OpenMP code "
+               "with these flags. Install the OpenMP runtime (gcc: libgomp; clang: libomp-dev / "
+               "brew install libomp) or fix CFLAGS/LDFLAGS.")
+        if REQUIRE_OPENMP:
+            sys.exit(f"error: {why} FASTKL_REQUIRE_OPENMP=1 forbids a serial build.")
+        bar = "*" * 78
+        print(f"\n{bar}\nWARNING: {why}\nBuilding SERIAL kernels: n_threads has no effect and "
+              "show_config() says openmp False.\nSet FASTKL_REQUIRE_OPENMP=1 to make this an error."
+              f"\n{bar}\n", file=sys.stderr, flush=True)
 
 
 def _compiler_description(compiler):
@@ -112,7 +198,10 @@ def _compiler_description(compiler):
 
 def extensions():
     include = [np.get_include(), os.path.join("fastkl", "src")]
-    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    # Only the NumPy C-API of the declared runtime floor (numpy>=1.23), whatever
+    # numpy the wheel is built with (numpy 2.x headers build 1.x-compatible code).
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+              ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")]
     # The C headers are listed so that a change to one rebuilds the kernels.
     headers = sorted(glob.glob(os.path.join("fastkl", "src", "*.h")))
     exts = [
@@ -132,6 +221,8 @@ def extensions():
                               include_dirs=include, define_macros=macros, depends=headers))
     return cythonize(
         exts,
+        # the C differs with FASTKL_DEBUG's checks: keep each variant's C apart
+        build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython"),
         compiler_directives={
             "language_level": 3,
             "boundscheck": DEBUG,

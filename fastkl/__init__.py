@@ -9,6 +9,16 @@ of every public function for comparison.
 0.143841
 """
 
+try:  # first: an unbuilt source tree (e.g. a checkout on sys.path) fails here, with advice
+    from . import _cpu
+except ImportError as _exc:
+    raise ImportError(
+        f"fastkl's compiled extensions could not be imported from {__path__[0]} ({_exc}). "
+        "If that folder is a source checkout, build it in place (`pip install -e .` or "
+        "`python setup.py build_ext --inplace`), or run Python / pytest from another folder "
+        "so that the installed fastkl is imported."
+    ) from _exc
+
 from ._version import __version__
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads

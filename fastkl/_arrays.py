@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -22,6 +23,22 @@ from . import _driver
 
 _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("none", "sum", "mean")
+
+#: numpy < 1.24 turns ragged nested lists into an object array with only a
+#: VisibleDeprecationWarning (numpy >= 1.24 raises ValueError); None when not needed.
+_RAGGED_WARNING = (np.VisibleDeprecationWarning
+                   if np.lib.NumpyVersion(np.__version__) < "1.24.0" else None)
+
+
+def _asarray(x) -> np.ndarray:
+    if _RAGGED_WARNING is None:
+        return np.asarray(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", _RAGGED_WARNING)
+        try:
+            return np.asarray(x)
+        except _RAGGED_WARNING as w:
+            raise ValueError(str(w)) from None
 
 
 def is_half(dt: np.dtype) -> bool:
@@ -39,7 +56,7 @@ def as_float_array(x, name: str) -> np.ndarray:
         arr = x
     else:
         try:
-            arr = np.asarray(x)
+            arr = _asarray(x)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{name} could not be converted to an array: {exc}") from None
     if not arr.dtype.isnative and arr.dtype.kind in "fiub":

@@ -99,7 +99,7 @@ def _check_alias(result: np.ndarray, res_name: str, source: np.ndarray, src_name
         return
     try:
         overlap = np.shares_memory(result, source, max_work=10_000)
-    except np.exceptions.TooHardError:  # pragma: no cover - pathological layouts
+    except getattr(np, "exceptions", np).TooHardError:  # pragma: no cover - pathological layouts; numpy < 1.25: np.TooHardError
         overlap = True
     if overlap:
         raise ValueError(

@@ -6,6 +6,8 @@
 * ``layout`` / ``to_layout`` turn an array into each layout the contract lists (C, Fortran,
   strided, read-only, memmap, zero-stride broadcast); see ``fkl_testing.make_layout``.
 * ``restore_threads`` puts the library's default thread count back after a test changes it.
+* ``openmp``: the test needs OpenMP threads (skipped in a serial build, failed under
+  ``FASTKL_REQUIRE_OPENMP=1``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 import fastkl
 from fastkl import _dispatch
 
-from fkl_testing import LAYOUTS, make_layout
+from fkl_testing import LAYOUTS, make_layout, require_openmp
 
 SUPPORTED_LEVELS = _dispatch.supported_levels()
 
@@ -47,6 +49,11 @@ def to_layout(tmp_path):
         return make_layout(a, layout, tmp_path, tag)
 
     return convert
+
+
+@pytest.fixture
+def openmp():
+    require_openmp()
 
 
 @pytest.fixture

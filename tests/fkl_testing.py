@@ -166,3 +166,19 @@ def subprocess_env(**extra):
 
 
 PYTHON = sys.executable
+
+
+def require_openmp():
+    """Skip a test that needs OpenMP threads in a build without OpenMP; fail it instead under
+    ``FASTKL_REQUIRE_OPENMP=1`` (CI), where a serial build is itself the bug."""
+    import pytest
+
+    import fastkl
+
+    if fastkl._cpu.OPENMP:
+        return
+    msg = ("fastkl was built without OpenMP (show_config: openmp False; the build printed a "
+           "warning), so it runs one thread whatever n_threads says")
+    if os.environ.get("FASTKL_REQUIRE_OPENMP") == "1":
+        pytest.fail(msg + "; FASTKL_REQUIRE_OPENMP=1 requires OpenMP")
+    pytest.skip(msg)

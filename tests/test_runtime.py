@@ -46,7 +46,7 @@ def _cpu_count():
 
 # ------------------------------------------------------------------------ threads
 
-def test_set_and_get_num_threads(restore_threads):
+def test_set_and_get_num_threads(restore_threads, openmp):
     default = fastkl.get_num_threads()
     assert isinstance(default, int) and default >= 1
     for n in (1, 2, 3, 7):
@@ -59,7 +59,7 @@ def test_set_and_get_num_threads(restore_threads):
 
 
 @pytest.mark.parametrize("bad", [0, -2, -100, 1.5, True, False, "2", [2]])
-def test_set_num_threads_rejects_invalid(bad, restore_threads):
+def test_set_num_threads_rejects_invalid(bad, restore_threads, openmp):
     fastkl.set_num_threads(2)
     with pytest.raises((TypeError, ValueError)):
         fastkl.set_num_threads(bad)
@@ -75,7 +75,7 @@ def test_set_num_threads_is_the_default_for_n_threads_none(restore_threads, rng)
         assert_close_scaled(fastkl.kl_divergence(p, q), want, scale, 1e-12)
 
 
-def test_default_honours_omp_num_threads(tmp_path):
+def test_default_honours_omp_num_threads(tmp_path, openmp):
     code = """
         import fastkl
         a = fastkl.get_num_threads()
@@ -90,7 +90,7 @@ def test_default_honours_omp_num_threads(tmp_path):
         assert r.stdout.split() == [omp, "1", omp]
 
 
-def test_default_works_under_threadpoolctl(tmp_path):
+def test_default_works_under_threadpoolctl(tmp_path, openmp):
     pytest.importorskip("threadpoolctl")
     code = """
         import fastkl
@@ -146,7 +146,7 @@ _COUNT_THREADS = """
     pytest.param("rows_cap", {}, "fastkl.entropy(np.full((2, 40000), 1 / 40000), n_threads=4); "
                  "out.append(n_threads() - start)", [0, 0, 1], id="capped_by_rows"),
 ])
-def test_thread_team_sizes(scenario, env, extra, expected, tmp_path):
+def test_thread_team_sizes(scenario, env, extra, expected, tmp_path, openmp):
     """Count OpenMP workers: n_threads=k gives k threads, small inputs one, None the default.
 
     OpenMP keeps its workers alive after a parallel region, so the number of threads of the
@@ -155,8 +155,6 @@ def test_thread_team_sizes(scenario, env, extra, expected, tmp_path):
     """
     if scenario == "threadpoolctl":
         pytest.importorskip("threadpoolctl")
-    if not fastkl._cpu.OPENMP:
-        pytest.skip("built without OpenMP")
     env = {"OMP_NUM_THREADS": None, **env}
     r = run_python(_COUNT_THREADS.replace("{extra}", extra), tmp_path, **env)
     assert r.returncode == 0, r.stderr
