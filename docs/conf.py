@@ -116,4 +116,6 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_context = {"default_mode": "light"}
+# Pages without sub-pages get no (empty) section navigation column.
+html_sidebars = {page: [] for page in ("index", "conventions", "article", "errors")}
 
