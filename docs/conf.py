@@ -2,8 +2,9 @@
 
 Build (from the repository root, after ``pip install ".[docs]"``)::
 
-    sphinx-build -W -b html docs docs/_build/html
-    sphinx-build -W -b doctest docs docs/_build/doctest
+    sphinx-build -W -b html -d docs/_build/doctrees docs docs/_build/html
+    sphinx-build -W -b doctest -d docs/_build/doctrees docs docs/_build/doctest
+    python docs/check_site.py docs/_build/html
 
 The build needs no network: intersphinx tries each project's inventory online
 and falls back to the small inventories in ``docs/_intersphinx`` (see
