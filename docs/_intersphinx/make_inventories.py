@@ -36,7 +36,9 @@ INVENTORIES = {
         ("numpy.lib.format.open_memmap", "py:function", GENERATED),
     ]),
     "scipy": ("SciPy", "stable", [
+        ("scipy.special", "py:module", "reference/special.html#module-scipy.special"),
         ("scipy.special.rel_entr", "py:data", GENERATED),
+        ("scipy.special.rel_entr", "py:function", GENERATED),  # the docstrings say :func:
         ("scipy.special.entr", "py:data", GENERATED),
         ("scipy.special.kl_div", "py:data", GENERATED),
         ("scipy.special.xlogy", "py:data", GENERATED),
