@@ -77,9 +77,9 @@ _COMMON_DOC = """
     -----
     float32 and float64 are computed natively with no copy; C, Fortran,
     strided, read-only, memory-mapped and broadcast (zero-stride) arrays are
-    read in place.  Integer and bool inputs are converted to float64 and
-    float16/bfloat16 to float32 (copies), as is the float32 one of a mixed
-    float32/float64 pair.
+    read in place, and so are float16 and bfloat16 (float32 result).  Integer
+    and bool inputs are converted to float64 (a copy), as is the float32 one
+    of a mixed float32/float64 pair.
 """
 
 

@@ -1,5 +1,5 @@
-"""The identities of the article fastkl grew from, on its example of two coins (which
-examples/coin_flips.py runs and tests/test_examples.py checks).
+"""The identities of the article fastkl grew from (docs/article.rst), on its example of two
+coins (which examples/coin_flips.py runs and tests/test_examples.py checks).
 
 For n flips of a coin with heads-probability p (coin 1) and a model coin q (coin 2), the
 average log-likelihood ratio (1/n) log[p^k (1-p)^(n-k) / (q^k (1-q)^(n-k))] converges to

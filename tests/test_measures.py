@@ -1,5 +1,5 @@
 """Tests of fastkl.entropy, fastkl.kl_divergence and fastkl.cross_entropy against the contract
-(their docstrings and README.md's Conventions) with SciPy as the reference.
+(the conventions page of the documentation, docs/conventions.rst) with SciPy as the reference.
 
 Tolerances, decided before looking at any result:
 
