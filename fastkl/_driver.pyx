@@ -1,4 +1,4 @@
-# cython: freethreading_compatible=True, wraparound=True
+# cython: wraparound=True
 """fastkl's row driver: the one place where a row-wise function becomes kernel calls.
 
 Every row-wise function of fastkl ends here.  Its Python layer validates what
