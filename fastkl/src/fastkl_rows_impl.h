@@ -34,8 +34,7 @@ FKL_INLINE double FKL_S(fkl_row_max)(const FKL_T *z, ptrdiff_t n, double scale)
     if (scale == 1.0) {  /* in the element type: 8 float lanes, no conversion */
         FKL_LANE_DECL(FKL_E, ml, (FKL_E)-FKL_INF);
         FKL_LANES1(i, j, 0, n, v, z, , { ml[j] = (v > ml[j]) ? v : ml[j]; })
-        for (int j = 0; j < FKL_NL; j++)
-            m = ((double)ml[j] > m) ? (double)ml[j] : m;
+        FKL_LANE_MAX_INTO(m, ml)
         return m;
     }
     FKL_LANE_DECL(double, dl, -FKL_INF);
@@ -43,8 +42,7 @@ FKL_INLINE double FKL_S(fkl_row_max)(const FKL_T *z, ptrdiff_t n, double scale)
         const double s = (double)v * scale;
         dl[j] = (s > dl[j]) ? s : dl[j];
     })
-    for (int j = 0; j < FKL_NL; j++)
-        m = (dl[j] > m) ? dl[j] : m;
+    FKL_LANE_MAX_INTO(m, dl)
     return m;
 }
 
