@@ -197,6 +197,15 @@ def _keep(chunks, ax: int, size: int = 1):
     return chunks[:ax] + ((size,) * len(chunks[ax]),) + chunks[ax + 1:]
 
 
+def _squeeze(x, ax: int):
+    """Per-row values from per-chunk ones of a whole axis (``ax`` of size 1).
+
+    Blocks keep the reduced axis (size 1) rather than ``map_blocks(drop_axis=...)``, which
+    concatenates the inputs along the dropped axis: a copy of every input block.
+    """
+    return x.squeeze(axis=ax)
+
+
 def _slice(ax: int, nd: int, start: int):
     index = [slice(None)] * nd
     index[ax] = slice(start, start + 1)
@@ -332,16 +341,13 @@ def _names(spec: Spec, block_info, names, full):
 
 
 def _rows_block(*blocks, fn, spec, names, kw, ax, columns, block_info=None):
-    """One block of a row-wise sum: the function on it, per row; with ``columns`` (the offsets of
-    the chunks of a split axis) partial sums, ``ax`` kept with size 1."""
-    out = _starts(block_info[None]["array-location"])
-    partial = columns is not None
-    rows = _drop(out, ax) if partial else out
-    col = columns[block_info[None]["chunk-location"][ax]] if partial else 0
+    """One block of a row-wise sum: the function on it, per row, ``ax`` kept with size 1; with
+    several ``columns`` (the offsets of the chunks of a split axis), partial sums."""
+    rows = _drop(_starts(block_info[None]["array-location"]), ax)
+    col = columns[block_info[None]["chunk-location"][ax]]
     # elementwise positions (kl_bernoulli) are those of broadcast views with the axis last
-    where = _Where(rows=rows, names=_names(spec, block_info, names, rows + (col,)), partial=partial)
-    res = np.asarray(_run(where, fn, blocks, dict(kw, axis=ax, reduction="none")))
-    return np.expand_dims(res, ax) if partial else res
+    where = _Where(rows=rows, names=_names(spec, block_info, names, rows + (col,)), partial=len(columns) > 1)
+    return np.expand_dims(_run(where, fn, blocks, dict(kw, axis=ax, reduction="none")), ax)
 
 
 def _divide_rows(x, total, *, to):
@@ -418,11 +424,10 @@ def _rows(func, spec: Spec, args: dict):
 
     ops, chunks = _align(ops, nd)
     n_rows = math.prod(_drop(shape, ax))
-    common = dict(fn=func, spec=spec, names=tuple(names), ax=ax, token=func.__name__)
+    common = dict(fn=func, spec=spec, names=tuple(names), ax=ax, columns=_offsets(chunks[ax]),
+                  chunks=_keep(chunks, ax), dtype=dtype, meta=_meta(nd, dtype), token=func.__name__)
     if len(chunks[ax]) == 1:
-        values = da.map_blocks(_rows_block, *ops, kw=kw, columns=None, drop_axis=ax, chunks=_drop(chunks, ax),
-                               dtype=dtype, meta=_meta(nd - 1, dtype), **common)
-        return _reduce(values, reduction, n_rows, dtype)
+        return _reduce(_squeeze(da.map_blocks(_rows_block, *ops, kw=kw, **common), ax), reduction, n_rows, dtype)
 
     # The axis is split: each chunk's partial sums, added in float64.
     empty = []
@@ -432,10 +437,7 @@ def _rows(func, spec: Spec, args: dict):
         kw = dict(kw, normalize=False)
     if kw.get("distance"):
         kw = dict(kw, distance=False)
-    columns = _offsets(chunks[ax])
-    partials = da.map_blocks(_rows_block, *ops, kw=kw, columns=columns, chunks=_keep(chunks, ax),
-                             dtype=dtype, meta=_meta(nd, dtype), **common)
-    values = partials.sum(axis=ax, dtype=np.float64)
+    values = da.map_blocks(_rows_block, *ops, kw=kw, **common).sum(axis=ax, dtype=np.float64)
     if empty:
         values = da.map_blocks(_nan_rows, values, *empty, dtype=np.float64, meta=_meta(nd - 1, np.float64))
     if spec.finish is not None:
@@ -538,9 +540,11 @@ def _lse_stats(x, ax: int, scale: float = 1.0):
     return stats[_slice(ax, nd, 0)], stats[_slice(ax, nd, 1)]
 
 
-def _unsplit_block(*blocks, fn, kw, n_pos=1):
-    """The function on a block whose class axis is whole (no value errors to place)."""
-    return fn(*blocks[:n_pos], **kw)
+def _unsplit_block(*blocks, fn, kw, n_pos=1, keep=None):
+    """The function on a block whose class axis is whole (no value errors to place); with
+    ``keep``, that axis kept with size 1 in the per-row result."""
+    res = fn(*blocks[:n_pos], **kw)
+    return res if keep is None else np.expand_dims(res, keep)
 
 
 def _logits_setup(func, args, names, extra=None):
@@ -560,8 +564,9 @@ def _logsumexp(func, spec: Spec, args: dict):
     (x,), shape, nd, ax, dtype = _logits_setup(func, args, ["x"], kw)
     if len(x.chunks[ax]) > 1:
         return _logsumexp_rows(x, ax, args["n_threads"]).squeeze(axis=ax)
-    return da.map_blocks(_unsplit_block, x, fn=func, kw=dict(kw, axis=ax), drop_axis=ax,
-                         dtype=dtype, meta=_meta(nd - 1, dtype), token=func.__name__)
+    return _squeeze(da.map_blocks(_unsplit_block, x, fn=func, kw=dict(kw, axis=ax), keep=ax,
+                                  chunks=_keep(x.chunks, ax), dtype=dtype, meta=_meta(nd, dtype),
+                                  token=func.__name__), ax)
 
 
 def _softmax_terms_block(x, top, log_sum, *, log, to):
@@ -588,12 +593,12 @@ def _softmax(func, spec: Spec, args: dict):
 
 
 def _ce_block(z, target, weight, *, fn, kw, ax, index, block_info=None):
-    """Per-row losses of a block whose class axis is whole."""
+    """Per-row losses of a block whose class axis is whole (the axis kept, size 1)."""
     rows = _drop(_starts(block_info[0]["array-location"]), ax)
     t = np.squeeze(target, axis=ax) if index else target
     w = None if weight is None else np.asarray(weight).reshape(-1)
-    return _run(_Where(rows=rows, names={"target": rows}), fn, (z, t),
-                dict(kw, weight=w, axis=ax, reduction="none"))
+    return np.expand_dims(_run(_Where(rows=rows, names={"target": rows}), fn, (z, t),
+                               dict(kw, weight=w, axis=ax, reduction="none")), ax)
 
 
 def _ce_index_terms(z, labels, weight, top, log_sum, *, ax, eps, n_classes, ignore, block_info=None):
@@ -673,9 +678,9 @@ def _softmax_ce(func, spec: Spec, args: dict):
     ignore, eps = int(args["ignore_index"]), float(args["label_smoothing"])
 
     if len(chunks[ax]) == 1:
-        values = da.map_blocks(_ce_block, z, t, w, fn=func, kw=kw, ax=ax, index=index, drop_axis=ax,
-                               chunks=_drop(chunks, ax), dtype=dtype, meta=_meta(nd - 1, dtype),
-                               token=func.__name__)
+        values = _squeeze(da.map_blocks(_ce_block, z, t, w, fn=func, kw=kw, ax=ax, index=index,
+                                        chunks=_keep(chunks, ax), dtype=dtype, meta=_meta(nd, dtype),
+                                        token=func.__name__), ax)
     else:
         top, log_sum = _lse_stats(z, ax)
         terms, extra = (_ce_index_terms, {"ignore": ignore}) if index else (_ce_prob_terms, {})
@@ -714,9 +719,9 @@ def _kl_logits(func, spec: Spec, args: dict):
                                               dict(kw, reduction="none", return_grad=args["return_grad"]))
     ops, chunks = _align(ops, nd)
     if len(chunks[ax]) == 1:
-        values = da.map_blocks(_unsplit_block, *ops, fn=func, kw=dict(kw, axis=ax, reduction="none"), n_pos=2,
-                               drop_axis=ax, chunks=_drop(chunks, ax), dtype=dtype, meta=_meta(nd - 1, dtype),
-                               token=func.__name__)
+        values = _squeeze(da.map_blocks(_unsplit_block, *ops, fn=func, kw=dict(kw, axis=ax, reduction="none"),
+                                        n_pos=2, keep=ax, chunks=_keep(chunks, ax), dtype=dtype,
+                                        meta=_meta(nd, dtype), token=func.__name__), ax)
     else:
         inv_t = 1.0 / float(args["temperature"])
         (top_a, ls_a), (top_b, ls_b) = (_lse_stats(_full(x, shape, chunks), ax, inv_t) for x in ops)
@@ -730,8 +735,14 @@ def _kl_logits(func, spec: Spec, args: dict):
 # --------------------------------------------------------------------------- strategy: pairwise
 
 
+def _columns(blocks):
+    """The column blocks of a block of rows, side by side (no copy when there is one)."""
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+
+
 def _pairwise_block(p, q, rows_p, rows_q, *, fn, kw, same):
     """P's rows ``rows_p`` against Q's rows ``rows_q`` (P's own when ``same``)."""
+    p, q = _columns(p), _columns(q)
     i0 = int(rows_p[0]) if rows_p.size else 0
     j0 = int(rows_q[0]) if rows_q.size else 0
     where = _Where(row_names={"P": (i0,), "Q": (j0,)})
@@ -766,7 +777,7 @@ def _pairwise(func, spec: Spec, args: dict):
     rows_p = da.arange(P.shape[0], chunks=(P.chunks[0],))
     rows_q = da.arange(Q.shape[0], chunks=(Q.chunks[0],))
     return da.blockwise(_pairwise_block, "ij", P, "ik", Q, "jk", rows_p, "i", rows_q, "j",
-                        fn=func, kw=kw, same=same, concatenate=True, dtype=dtype, meta=_meta(2, dtype),
+                        fn=func, kw=kw, same=same, concatenate=False, dtype=dtype, meta=_meta(2, dtype),
                         token=func.__name__)
 
 
