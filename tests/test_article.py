@@ -1,4 +1,4 @@
-"""The identities of the article fastkl grew from (/work/shared/seed): two coins.
+"""The identities of the article fastkl grew from: two coins.
 
 For n flips of a coin with heads-probability p (coin 1) and a model coin q (coin 2), the
 average log-likelihood ratio (1/n) log[p^k (1-p)^(n-k) / (q^k (1-q)^(n-k))] converges to

@@ -1,5 +1,5 @@
 """Tests of fastkl.entropy, fastkl.kl_divergence and fastkl.cross_entropy against the contract
-(/work/shared/design/api.md) with SciPy as the reference.
+(the project's API design) with SciPy as the reference.
 
 Tolerances, decided before looking at any result:
 
