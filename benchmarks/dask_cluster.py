@@ -73,13 +73,16 @@ def _data(da, rows, cols, chunk_rows, dtype):
 
 
 def _colocated(client, a, b) -> int:
-    """Row blocks of ``a`` and ``b`` held by one common worker."""
+    """Blocks of ``a`` and ``b`` (in the same place of each) held by a common worker."""
     who = client.who_has([a, b])
-    keys_a, keys_b = a.__dask_keys__(), b.__dask_keys__()
-    flat = lambda keys: [k for row in keys for k in (row if isinstance(row, list) else [row])]
-    return sum(bool(set(who[str(ka)] if str(ka) in who else who.get(ka, ())) &
-                    set(who[str(kb)] if str(kb) in who else who.get(kb, ())))
-               for ka, kb in zip(flat(keys_a), flat(keys_b)))
+
+    def workers(key):
+        return set(who.get(key) or who.get(str(key)) or ())
+
+    def flat(keys):  # nested lists of keys, one level per axis
+        return [k for item in keys for k in (flat(item) if isinstance(item, list) else [item])]
+
+    return sum(bool(workers(ka) & workers(kb)) for ka, kb in zip(flat(a.__dask_keys__()), flat(b.__dask_keys__())))
 
 
 def _fastkl_file():

@@ -17,7 +17,6 @@ Tolerances, decided up front:
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -30,7 +29,6 @@ import fastkl
 from fastkl import _dask
 
 da = pytest.importorskip("dask.array")
-import dask  # noqa: E402
 
 #: Scheduler of the tests: synchronous (deterministic, no thread pool); one test uses threads.
 SYNC = {"scheduler": "sync"}
