@@ -2,6 +2,7 @@
 
     python benchmarks/dask_cluster.py                       # 2,000,000 x 256 float32, 2 workers
     python benchmarks/dask_cluster.py --rows 200000 --repeat 5
+    python benchmarks/dask_cluster.py --q row                 # KL(P_i || q) against one numpy row q
 
 Starts a ``LocalCluster`` (worker processes on 127.0.0.1, one thread each, no dashboard),
 generates P and Q inside the workers with ``dask.array.random`` (rows normalised to sum to 1;
@@ -51,6 +52,8 @@ def _parse(argv):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--q", default="array", choices=["array", "row"],
+                    help="Q: a Dask array like P (default), or one numpy row broadcast to every row")
     ap.add_argument("--json", metavar="FILE", help="also write the timings to FILE")
     return ap.parse_args(argv)
 
@@ -116,9 +119,10 @@ def main(argv=None) -> int:
         sys.exit(f"{fastkl.__file__}: this fastkl has no Dask support; install this checkout "
                  "(pip install .) or run with PYTHONPATH=.")
     dtype = np.dtype(args.dtype)
-    shape, gb = (args.rows, args.cols), 2 * args.rows * args.cols * dtype.itemsize / 1e9
+    shape, gb = (args.rows, args.cols), (1 + (args.q == "array")) * args.rows * args.cols * dtype.itemsize / 1e9
     split_cols = -(-args.cols // args.split)
-    print(f"KL divergence of {args.rows:,} x {args.cols} {dtype} rows (P and Q: {gb:.2f} GB) on "
+    what = "P and Q" if args.q == "array" else "P; Q one numpy row"
+    print(f"KL divergence of {args.rows:,} x {args.cols} {dtype} rows ({what}: {gb:.2f} GB) on "
           f"{args.workers} worker processes x 1 thread; medians of {args.repeat}", flush=True)
     with dask.config.set({"distributed.scheduler.work-stealing": False}), \
             LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -127,14 +131,24 @@ def main(argv=None) -> int:
         if files != {fastkl.__file__}:
             sys.exit(f"the workers import another fastkl ({', '.join(sorted(files))}) than {fastkl.__file__}")
         print(f"fastkl {fastkl.__version__} from {fastkl.__file__}", flush=True)
-        P, Q = client.persist(list(_data(da, *shape, args.chunk_rows, dtype)))
-        wait([P, Q])
-        Ps, Qs = client.persist([P.rechunk((args.chunk_rows, split_cols)), Q.rechunk((args.chunk_rows, split_cols))])
-        wait([Ps, Qs])
+        split = (args.chunk_rows, split_cols)
+        if args.q == "array":
+            P, Q = client.persist(list(_data(da, *shape, args.chunk_rows, dtype)))
+            wait([P, Q])
+            Ps, Qs = client.persist([P.rechunk(split), Q.rechunk(split)])
+            wait([Ps, Qs])
+            placed = (f"blocks of P and Q on one worker: {_colocated(client, P, Q)} of {P.npartitions}; "
+                      f"split: {_colocated(client, Ps, Qs)} of {Ps.npartitions}; ")
+        else:  # one reference distribution, a numpy row: every block gets all of it (its split slice)
+            P = client.persist(_data(da, *shape, args.chunk_rows, dtype)[0])
+            wait(P)
+            Ps = client.persist(P.rechunk(split))
+            wait(Ps)
+            Q = np.random.default_rng(3).random(args.cols).astype(dtype) + dtype.type(0.01)
+            Q = Qs = Q / Q.sum()
+            placed = ""
         per_worker = sorted(len(v) for v in client.has_what().values())
-        print(f"blocks of P and Q on one worker: {_colocated(client, P, Q)} of {P.npartitions}; "
-              f"split: {_colocated(client, Ps, Qs)} of {Ps.npartitions}; blocks per worker: {per_worker}",
-              flush=True)
+        print(f"{placed}blocks per worker: {per_worker}", flush=True)
         runs = _time({
             "fastkl": lambda: fastkl.kl_divergence(P, Q),
             "numpy": lambda: (P * np.log(P / Q)).sum(-1),
