@@ -21,14 +21,19 @@ its values), so the scheduler puts it on the same worker: two arrays persisted i
 are placed independently, and a task whose inputs are on two workers first copies a 256 MB
 block between processes.  (Slicing P and Q out of one stacked array would not do: Dask copies
 a slice of at most half a block.)  Work stealing is off, so that the split copies are made, and
-every task runs, where its blocks are.  The script prints where the blocks are.  Each is run once to warm up, then ``--repeat`` times; the table shows the median and the best
-time and the ratios of the medians the README quotes (numpy / fastkl, split / unsplit).  On a
-machine that other programs are using, the best times are the steadier figures.  The workers' fastkl uses one thread each
-(Dask sets ``OMP_NUM_THREADS=1`` in worker processes), as does numpy.  The data take
-2 x rows x cols x 4 bytes in the workers (4.1 GB by default), twice (the split version is a
-rechunked copy).  It uses the fastkl Python imports (``pip install .`` first, or run it
-from the checkout with ``PYTHONPATH=.``), and checks that the workers import the same one.
-Not collected by pytest (no ``test_`` prefix).
+every task runs, where its blocks are; the script prints where the blocks are.  ``--q row``
+makes Q one numpy row instead, broadcast to every block.
+
+Each run is done once to warm up, then ``--repeat`` times; the table shows the median and the
+best time, and the ratios of the medians that the README quotes (numpy / fastkl, split /
+unsplit).  On a machine that other programs are using, the best times are the steadier
+figures.  The workers' fastkl uses one thread each (Dask sets ``OMP_NUM_THREADS=1`` in worker
+processes), as does numpy.  The data take rows x cols x 4 bytes per array in the workers
+(4.1 GB for P and Q by default), twice (the split version is a rechunked copy).
+
+It uses the fastkl that Python imports (``pip install .`` first, or run it from the checkout
+with ``PYTHONPATH=.``), and checks that the workers import the same one.  Not collected by
+pytest (no ``test_`` prefix).
 """
 
 from __future__ import annotations
