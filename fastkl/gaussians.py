@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _driver
+from . import _arrays, _dask, _driver
+
+#: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
+#: hook of each function costs numpy callers one dictionary lookup.
+_MODULES = sys.modules
 
 Reduction = Literal["none", "sum", "mean"]
 
@@ -96,6 +101,8 @@ def kl_normal(
     >>> g_mu
     array([[1., 0.]])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(mu_p, logvar_p, mu_q, logvar_q):
+        return _dask.call(kl_normal, locals())
     if (mu_q is None) != (logvar_q is None):
         raise ValueError("give both mu_q and logvar_q, or neither (the standard normal prior)")
     red = _arrays.check_reduction(reduction)

@@ -32,12 +32,17 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import sys
 from typing import Iterator, Literal, Sequence, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _arrays, _driver
+from . import _arrays, _dask, _driver
+
+#: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
+#: hook of each function costs numpy callers one dictionary lookup.
+_MODULES = sys.modules
 
 Reduction = Literal["none", "sum", "mean"]
 #: A loss: per-row/elementwise array for reduction="none", else a numpy scalar.
@@ -222,6 +227,8 @@ def logsumexp(
     >>> fastkl.logsumexp([[1e4, 1e4], [-np.inf, -np.inf]])
     array([10000.69314718,           -inf])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(x):
+        return _dask.call(logsumexp, locals())
     arr = _arrays.as_float_array(x, "x")
     (view,), outer = _arrays.broadcast_rows([arr], ["x"], axis)
     dtype = _arrays.compute_dtype(arr)
@@ -293,6 +300,8 @@ def log_softmax(
     >>> fastkl.log_softmax([0.0, np.log(3.0)])
     array([-1.38629436, -0.28768207])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(x):
+        return _dask.call(log_softmax, locals())
     return _softmax_family(x, axis, out, n_threads, log=True)
 
 
@@ -338,6 +347,8 @@ def softmax(
     >>> fastkl.softmax([0.0, np.log(3.0)])
     array([0.25, 0.75])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(x):
+        return _dask.call(softmax, locals())
     return _softmax_family(x, axis, out, n_threads, log=False)
 
 
@@ -498,6 +509,8 @@ def softmax_cross_entropy(
     >>> g is x
     True
     """
+    if "dask.array" in _MODULES and _dask.any_dask(logits, target, weight):
+        return _dask.call(softmax_cross_entropy, locals())
     reduction = _arrays.check_reduction(reduction)
     eps = _check_real(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
@@ -629,6 +642,8 @@ def kl_divergence_logits(
     >>> round(float(T**2 * fastkl.kl_divergence_logits(teacher, student, temperature=T)), 6)
     0.770612
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p_logits, q_logits):
+        return _dask.call(kl_divergence_logits, locals())
     reduction = _arrays.check_reduction(reduction)
     t = _check_real(temperature, "temperature")
     if not (t > 0.0 and math.isfinite(t)):
@@ -758,6 +773,8 @@ def binary_cross_entropy(
     >>> fastkl.binary_cross_entropy([0.9, 0.2], [1, 0], reduction="none")
     array([0.10536052, 0.22314355])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p, y, weight):
+        return _dask.call(binary_cross_entropy, locals())
     reduction = _arrays.check_reduction(reduction)
     (pv, yv, wv), p_arr, shape, dtype = _bce_operands(p, "p", y, weight)
     with np.errstate(invalid="ignore"):  # as torch: targets must lie in [0, 1]
@@ -850,6 +867,8 @@ def binary_cross_entropy_with_logits(
     >>> grad.shape
     (2, 3)
     """
+    if "dask.array" in _MODULES and _dask.any_dask(x, y, weight, pos_weight):
+        return _dask.call(binary_cross_entropy_with_logits, locals())
     reduction = _arrays.check_reduction(reduction)
     return_grad = _check_flag(return_grad, "return_grad")
     (xv, yv, wv, rv), x_arr, shape, dtype = _bce_operands(

@@ -22,12 +22,17 @@ optax take ``(log q, p)`` instead.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _driver
+from . import _arrays, _dask, _driver
+
+#: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
+#: hook of each function costs numpy callers one dictionary lookup.
+_MODULES = sys.modules
 
 Reduction = Literal["none", "sum", "mean"]
 
@@ -127,6 +132,8 @@ def entropy(
     >>> fastkl.entropy([[1.0, 0.0], [0.25, 0.75]])
     array([0.        , 0.56233514])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p):
+        return _dask.call(entropy, locals())
     return _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
                            reduction, validate, out, dtype, n_threads)
 
@@ -174,6 +181,8 @@ def kl_divergence(
     >>> fastkl.kl_divergence([[0.5, 0.5], [1.0, 0.0]], [0.5, 0.5], base=2)
     array([0., 1.])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p, q):
+        return _dask.call(kl_divergence, locals())
     return _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
                            reduction, validate, out, dtype, n_threads)
 
@@ -215,6 +224,8 @@ def cross_entropy(
     >>> float(fastkl.cross_entropy([1.0, 0.0], [0.0, 1.0]))  # p > 0 where q = 0
     inf
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p, q):
+        return _dask.call(cross_entropy, locals())
     return _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
                            reduction, validate, out, dtype, n_threads)
 
@@ -254,6 +265,8 @@ def symmetric_kl(
     >>> round(float(fastkl.symmetric_kl([0.5, 0.5], [0.25, 0.75])), 6)
     0.274653
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p, q):
+        return _dask.call(symmetric_kl, locals())
     return _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
                            reduction, validate, out, dtype, n_threads)
 
@@ -301,6 +314,8 @@ def js_divergence(
     >>> round(float(fastkl.js_divergence([0.5, 0.5], [0.25, 0.75], distance=True)), 6)
     0.183908
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p, q):
+        return _dask.call(js_divergence, locals())
     return _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
                            reduction, validate, out, dtype, n_threads, distance)
 
@@ -377,6 +392,8 @@ def kl_bernoulli(
     >>> fastkl.kl_bernoulli([[0.5, 0.5], [0.9, 0.1]], [0.5, 0.5], axis=-1)
     array([0.        , 0.73612841])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(p, q):
+        return _dask.call(kl_bernoulli, locals())
     red = _arrays.check_reduction(reduction)
     scale = _arrays.base_scale(base)
     a = _arrays.widen_half(_arrays.as_float_array(p, "p"))

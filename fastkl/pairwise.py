@@ -12,12 +12,17 @@ on fastkl's threads.
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _driver
+from . import _arrays, _dask, _driver
+
+#: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
+#: hook of each function costs numpy callers one dictionary lookup.
+_MODULES = sys.modules
 
 #: Bound on each temporary of pairwise_kl (the log of a block of Q's rows, a
 #: block of P's rows in float64, a float64 tile of the result), whatever M
@@ -151,6 +156,8 @@ def pairwise_kl(
     array([[inf],
            [inf]])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(P, Q):
+        return _dask.call(pairwise_kl, locals())
     scale = _arrays.base_scale(base)
     same = Q is None
     a, b = _operands(P, Q)
@@ -270,6 +277,8 @@ def pairwise_js(
     array([[0.        , 0.31127812],
            [0.31127812, 0.        ]])
     """
+    if "dask.array" in _MODULES and _dask.any_dask(P, Q):
+        return _dask.call(pairwise_js, locals())
     scale = _arrays.base_scale(base)
     same = Q is None
     a, b = _operands(P, Q)
