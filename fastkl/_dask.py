@@ -608,7 +608,8 @@ def _ce_index_terms(z, labels, weight, top, log_sum, *, ax, eps, n_classes, igno
     location = block_info[0]["array-location"]
     rows = _drop(_starts(location), ax)
     y = np.squeeze(labels, axis=ax)
-    y = _run(_Where(names={"target": rows}), _index_labels, (y, n_classes, ignore), {})
+    # the labels range-checked (the weights and the mean's denominator are handled below)
+    y, _ = _run(_Where(names={"target": rows}), _index_labels, (y, n_classes, ignore, None), {})
     zt = np.moveaxis(np.asarray(z, dtype=np.float64), ax, -1)
     m, ls = np.squeeze(top, axis=ax), np.squeeze(log_sum, axis=ax)
     w = None if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
