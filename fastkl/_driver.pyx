@@ -196,15 +196,31 @@ _SUM_TOL[:] = [1e-6, 1e-4, 1e-2, 1e-2]
 cdef int _user_threads = 0          # set_num_threads(); 0: not set
 cdef fkl_counter _active = 0        # calls running kernels now
 
-#: Work below which a call stays on the calling thread, in "KL float64
-#: elements" (each kernel's cost per element is weighed by _COST): waking an
-#: OpenMP team costs tens of microseconds, about as much as this much work.
-WORK_PER_THREAD = 16384.0
-cdef double _work_per_thread = WORK_PER_THREAD
-#: Cost of an element relative to KL float64's, per kernel (measured).
-cdef double _COST[FKL_N_KERNELS]
-for _kernel_id in range(FKL_N_KERNELS):
-    _COST[_kernel_id] = 1.0
+#: Single-thread cost of one element, in nanoseconds, per kernel and input
+#: type (float64, then float32 and the halves): measured at 200 x 1,000 on
+#: one core of an AVX-512 Xeon by benchmarks/calibrate_threads.py.  Only
+#: their sizes relative to MIN_NS_PER_THREAD matter.
+cdef double _NS_F64[FKL_N_KERNELS]
+cdef double _NS_F32[FKL_N_KERNELS]
+_ns = {
+    FKL_K_ENTROPY: (1.0, 0.5), FKL_K_KL: (1.8, 1.0), FKL_K_CROSS_ENTROPY: (1.5, 0.7),
+    FKL_K_SYMMETRIC_KL: (3.0, 0.9), FKL_K_JS: (3.1, 3.4), FKL_K_LOGSUMEXP: (1.0, 0.55),
+    FKL_K_SOFTMAX: (1.6, 0.65), FKL_K_LOG_SOFTMAX: (1.6, 0.8), FKL_K_CE_INDEX: (1.2, 0.6),
+    FKL_K_CE_PROB: (1.9, 1.35), FKL_K_KL_LOGITS: (2.6, 2.4), FKL_K_BCE: (4.4, 4.0),
+    FKL_K_BCE_LOGITS: (4.0, 3.6), FKL_K_BERNOULLI: (6.2, 6.2), FKL_K_NORMAL: (1.6, 1.6),
+    FKL_K_PAIRWISE_JS: (3.1, 3.4),
+}
+for _kernel_id, (_a, _b) in _ns.items():
+    _NS_F64[_kernel_id] = _a
+    _NS_F32[_kernel_id] = _b
+del _ns
+
+#: Work (nanoseconds on one thread) each thread of a parallel call must get:
+#: waking the OpenMP team and joining it costs a few to tens of
+#: microseconds, so a call gets no more threads than this allows (one below
+#: twice this much work), and small calls never wake the team.
+MIN_NS_PER_THREAD = 25e3
+cdef double _min_ns_per_thread = MIN_NS_PER_THREAD
 
 
 def set_default_threads(int n):
@@ -220,7 +236,7 @@ def default_threads():
     return _user_threads if _user_threads > 0 else max(1, fkl_omp_max_threads())
 
 
-cdef int _threads_for(object n_threads, int kernel, Py_ssize_t n_rows, Py_ssize_t k) except -1:
+cdef int _threads_for(object n_threads, int kernel, int ctype, Py_ssize_t n_rows, Py_ssize_t k) except -1:
     """Threads for one call: the request (validated), capped by rows and by work."""
     cdef int t
     cdef double work
@@ -231,13 +247,14 @@ cdef int _threads_for(object n_threads, int kernel, Py_ssize_t n_rows, Py_ssize_
         t = _threads.check(n_threads)
     if not FASTKL_OPENMP or t <= 1 or n_rows < 2:
         return 1
-    work = <double>n_rows * <double>(k if k > 0 else 1) * _COST[kernel]
-    if work < _work_per_thread * 2:
+    work = <double>n_rows * <double>(k if k > 0 else 1)
+    work *= _NS_F64[kernel] if ctype == FKL_F64 else _NS_F32[kernel]
+    if work < 2.0 * _min_ns_per_thread:
         return 1
     if t > n_rows:
         t = <int>n_rows
-    if t > work / _work_per_thread:
-        t = <int>(work / _work_per_thread)
+    if t > work / _min_ns_per_thread:
+        t = <int>(work / _min_ns_per_thread)
     return t if t > 1 else 1
 
 
@@ -546,7 +563,7 @@ def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, b
     a.mode = mode
     a.scale = scale
     a.k = k
-    threads = _threads_for(n_threads, kernel, n_rows, k)
+    threads = _threads_for(n_threads, kernel, ctype, n_rows, k)
 
     # Per-row values: straight into the result (or `out`) when it is
     # C-contiguous; reductions collect float64 rows first.
@@ -654,7 +671,7 @@ def rows(int kernel, list ins, list outs, tuple outer, *, val=None, bint flags=F
     if weight is not None:
         w = <cnp.ndarray>weight
         a.weight = <const double *>cnp.PyArray_DATA(w)
-    threads = _threads_for(n_threads, kernel, n_rows, a.k)
+    threads = _threads_for(n_threads, kernel, ctype, n_rows, a.k)
     _run_blocks(kernel, ctype, &a, ins, outs, labels, outer, 4 if a.val_f32 else 8, threads)
     return bad
 
@@ -681,7 +698,7 @@ def pairwise_js(P, Q, out, int mode, double scale, bint distance, bint flags, n_
     if bad is not None:
         a.bad = <unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>bad)
     # a block's work: its rows times every row of Q
-    threads = _threads_for(n_threads, FKL_K_PAIRWISE_JS, n_blocks, FKL_PAIR_BLOCK * a.n2 * a.k)
+    threads = _threads_for(n_threads, FKL_K_PAIRWISE_JS, type_code(P), n_blocks, FKL_PAIR_BLOCK * a.n2 * a.k)
     _execute(_kernel(FKL_K_PAIRWISE_JS, type_code(P)), &a, n_blocks, threads, 0)
     return bad
 
@@ -775,7 +792,7 @@ def elementwise(int kernel, list ins, list outs, *, double scale=1.0, bint flags
                 a.outs[j].rs = row * es * item
             a.val = <char *>cnp.PyArray_DATA(sums) + (0 if part == 0 else m * 8)
             a.bad = (bad + (0 if part == 0 else m)) if bad != NULL else NULL
-            threads = _threads_for(n_threads, kernel, nb, a.k)
+            threads = _threads_for(n_threads, kernel, ctype, nb, a.k)
             _execute(_kernel(kernel, ctype), &a, nb, threads, _scratch_bytes(&a, n_in, n_out, ctype))
         total = _sum(<const double *>cnp.PyArray_DATA(sums), sums.shape[0])
         if bad != NULL:
