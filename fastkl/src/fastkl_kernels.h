@@ -10,8 +10,8 @@
 #include "fastkl_rows.h"
 
 #define FKL_TABLE_ROW(NAME) { NAME##_d, NAME##_f, NAME##_h, NAME##_b }
-/* Kernels without float16/bfloat16 versions: the driver widens such inputs
- * to float32 first (they are not among the bandwidth-bound hot paths). */
+/* Kernels without float16/bfloat16 versions: their Python layer widens such
+ * inputs to float32 first (they are not among the bandwidth-bound paths). */
 #define FKL_TABLE_ROW_NO_HALF(NAME) { NAME##_d, NAME##_f, NULL, NULL }
 
 static const fkl_row_fn fkl_table[FKL_N_KERNELS][FKL_N_TYPES] = {

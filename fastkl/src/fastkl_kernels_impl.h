@@ -12,11 +12,12 @@
  * its place afterwards.  That keeps one vectorised loop per case instead of
  * a contiguous and a strided one.
  *
- * float16/bfloat16 (FKL_FAST_ONLY): the hot paths -- the measures' float
- * fast paths, log-sum-exp, softmax, log-softmax and the cross-entropy with
- * class indices -- read the halves natively; every other path widens the
- * rows into the scratch (K floats per operand and thread, never an
- * input-sized copy) and runs the float32 row function.
+ * float16/bfloat16 (FKL_HALF): each input row is widened into the thread's
+ * scratch (K floats per operand, in L1/L2 for the rows of a vocabulary; never
+ * an input-sized copy) and the float32 row function runs on it, writing
+ * float32 outputs.  Memory traffic is the halves' 2 bytes per element; a
+ * widening pass in cache is cheaper than native half loops, which gcc
+ * vectorises at half the float width.
  *
  * Operands per kernel (ins[] inputs, outs[] row outputs, val per-row values):
  *   measures      ins[0] p (ins[1] q); val = scale * measure; bad; mode
@@ -44,7 +45,26 @@
  */
 
 /* Row i of input J as a contiguous row: the row itself, or its copy in slot
- * J of the scratch. */
+ * J of the scratch.  For the halves, always its float32 widening there. */
+#if FKL_HALF
+FKL_INLINE const float *FKL_S(fkl_in_row)(const fkl_args *a, int j, ptrdiff_t i, char *scratch)
+{
+    const FKL_T *row = (const FKL_T *)(a->ins[j].data + i * a->ins[j].rs);
+    const ptrdiff_t es = a->ins[j].es;
+    float *wide = (float *)(scratch + (ptrdiff_t)j * a->k * 8);
+    if (es == 1) {
+        FKL_SIMD()
+        for (ptrdiff_t t = 0; t < a->k; t++)
+            wide[t] = FKL_LD(row[t]);
+    } else {
+        for (ptrdiff_t t = 0; t < a->k; t++)
+            wide[t] = FKL_LD(row[t * es]);
+    }
+    return wide;
+}
+/* The row functions the adapters call: float32's for the halves. */
+#define FKL_ROW_FN(NAME) NAME##_f
+#else
 FKL_INLINE const FKL_T *FKL_S(fkl_in_row)(const fkl_args *a, int j, ptrdiff_t i, char *scratch)
 {
     const FKL_T *row = (const FKL_T *)(a->ins[j].data + i * a->ins[j].rs);
@@ -56,6 +76,9 @@ FKL_INLINE const FKL_T *FKL_S(fkl_in_row)(const fkl_args *a, int j, ptrdiff_t i,
         copy[t] = row[t * es];
     return copy;
 }
+#define FKL_ROW_FN(NAME) FKL_S(NAME)
+#endif
+#define FKL_IN(A, J, I, SCRATCH) FKL_S(fkl_in_row)(A, J, I, SCRATCH)
 
 /* Row i of output J to write: the row itself, or slot 4 + J of the scratch
  * (then fkl_out_done copies it to its place); NULL when there is no output. */
@@ -78,97 +101,46 @@ FKL_INLINE void FKL_S(fkl_out_done)(const fkl_args *a, int j, ptrdiff_t i, const
             row[t * es] = written[t];
 }
 
-#if FKL_FAST_ONLY
-/* Row i of input J widened to float32 in slot J of the scratch: how the
- * halves reach the float32 row functions (everything but their hot paths). */
-FKL_INLINE const float *FKL_S(fkl_in_wide)(const fkl_args *a, int j, ptrdiff_t i, char *scratch)
-{
-    const FKL_T *row = (const FKL_T *)(a->ins[j].data + i * a->ins[j].rs);
-    const ptrdiff_t es = a->ins[j].es;
-    float *wide = (float *)(scratch + (ptrdiff_t)j * a->k * 8);
-    if (es == 1) {
-        FKL_SIMD()
-        for (ptrdiff_t t = 0; t < a->k; t++)
-            wide[t] = FKL_LD(row[t]);
-    } else {
-        for (ptrdiff_t t = 0; t < a->k; t++)
-            wide[t] = FKL_LD(row[t * es]);
-    }
-    return wide;
-}
-#define FKL_WIDE(A, J, I, SCRATCH) FKL_S(fkl_in_wide)(A, J, I, SCRATCH)
-#endif
-
-/* The measures: their row function; for the halves, a row that the
- * native fast path does not take is widened and redone in float32. */
 static void FKL_S(fkl_k_entropy)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
     fkl_rowinfo info;
-    double v = FKL_S(fkl_entropy_row)(FKL_S(fkl_in_row)(a, 0, i, scratch), a->k, a->mode, &info);
-#if FKL_FAST_ONLY
-    if (info.bad == FKL_ROW_NOT_HANDLED)
-        v = fkl_entropy_row_f(FKL_WIDE(a, 0, i, scratch), a->k, a->mode, &info);
-#endif
+    const double v = FKL_ROW_FN(fkl_entropy_row)(FKL_IN(a, 0, i, scratch), a->k, a->mode, &info);
     fkl_put_val(a, i, a->scale * v);
     fkl_put_flags(a, i, &info);
 }
 
-#if FKL_FAST_ONLY
-#define FKL_PAIR_ROW(ROW_FN, A, I, SCRATCH, INFO, V)                                    \
-    V = FKL_S(ROW_FN)(FKL_S(fkl_in_row)(A, 0, I, SCRATCH), FKL_S(fkl_in_row)(A, 1, I, SCRATCH), \
-                      (A)->k, (A)->mode, INFO);                                         \
-    if ((INFO)->bad == FKL_ROW_NOT_HANDLED)                                             \
-        V = ROW_FN##_f(FKL_WIDE(A, 0, I, SCRATCH), FKL_WIDE(A, 1, I, SCRATCH), (A)->k, (A)->mode, INFO);
-#else
-#define FKL_PAIR_ROW(ROW_FN, A, I, SCRATCH, INFO, V)                                    \
-    V = FKL_S(ROW_FN)(FKL_S(fkl_in_row)(A, 0, I, SCRATCH), FKL_S(fkl_in_row)(A, 1, I, SCRATCH), \
-                      (A)->k, (A)->mode, INFO);
-#endif
+/* The two-argument measures share one unpacking. */
 #define FKL_PAIR_KERNEL(KERNEL, ROW_FN)                                                 \
     static void FKL_S(KERNEL)(const fkl_args *a, ptrdiff_t i, char *scratch)            \
     {                                                                                   \
         fkl_rowinfo info;                                                               \
-        double v;                                                                       \
-        FKL_PAIR_ROW(ROW_FN, a, i, scratch, &info, v)                                   \
+        const double v = FKL_ROW_FN(ROW_FN)(FKL_IN(a, 0, i, scratch), FKL_IN(a, 1, i, scratch), \
+                                            a->k, a->mode, &info);                      \
         fkl_put_val(a, i, a->scale * v);                                                \
         fkl_put_flags(a, i, &info);                                                     \
     }
 FKL_PAIR_KERNEL(fkl_k_kl, fkl_kl_row)
 FKL_PAIR_KERNEL(fkl_k_cross_entropy, fkl_cross_entropy_row)
 FKL_PAIR_KERNEL(fkl_k_symmetric_kl, fkl_symmetric_kl_row)
+FKL_PAIR_KERNEL(fkl_k_js, fkl_js_row)
 #undef FKL_PAIR_KERNEL
-#undef FKL_PAIR_ROW
-
-/* Jensen-Shannon has no float fast path: the halves go through float32. */
-static void FKL_S(fkl_k_js)(const fkl_args *a, ptrdiff_t i, char *scratch)
-{
-    fkl_rowinfo info;
-#if FKL_FAST_ONLY
-    const double v = fkl_js_row_f(FKL_WIDE(a, 0, i, scratch), FKL_WIDE(a, 1, i, scratch), a->k, a->mode, &info);
-#else
-    const double v = FKL_S(fkl_js_row)(FKL_S(fkl_in_row)(a, 0, i, scratch), FKL_S(fkl_in_row)(a, 1, i, scratch),
-                                       a->k, a->mode, &info);
-#endif
-    fkl_put_val(a, i, a->scale * v);
-    fkl_put_flags(a, i, &info);
-}
 
 static void FKL_S(fkl_k_logsumexp)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
-    fkl_put_val(a, i, FKL_S(fkl_logsumexp_row)(FKL_S(fkl_in_row)(a, 0, i, scratch), a->k));
+    fkl_put_val(a, i, FKL_ROW_FN(fkl_logsumexp_row)(FKL_IN(a, 0, i, scratch), a->k));
 }
 
 static void FKL_S(fkl_k_softmax)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
     FKL_O *out = FKL_S(fkl_out_row)(a, 0, i, scratch);
-    FKL_S(fkl_softmax_row)(FKL_S(fkl_in_row)(a, 0, i, scratch), a->k, out);
+    FKL_ROW_FN(fkl_softmax_row)(FKL_IN(a, 0, i, scratch), a->k, out);
     FKL_S(fkl_out_done)(a, 0, i, out);
 }
 
 static void FKL_S(fkl_k_log_softmax)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
     FKL_O *out = FKL_S(fkl_out_row)(a, 0, i, scratch);
-    FKL_S(fkl_log_softmax_row)(FKL_S(fkl_in_row)(a, 0, i, scratch), a->k, out);
+    FKL_ROW_FN(fkl_log_softmax_row)(FKL_IN(a, 0, i, scratch), a->k, out);
     FKL_S(fkl_out_done)(a, 0, i, out);
 }
 
@@ -181,23 +153,12 @@ static void FKL_S(fkl_k_ce_index)(const fkl_args *a, ptrdiff_t i, char *scratch)
         if (grad)
             for (ptrdiff_t j = 0; j < a->k; j++) grad[j] = 0;
     } else {
-        loss = FKL_S(fkl_ce_index_row)(FKL_S(fkl_in_row)(a, 0, i, scratch), a->k, (ptrdiff_t)y, a->weight,
-                                       a->param[0], a->param[1], grad, a->scale);
+        loss = FKL_ROW_FN(fkl_ce_index_row)(FKL_IN(a, 0, i, scratch), a->k, (ptrdiff_t)y, a->weight,
+                                            a->param[0], a->param[1], grad, a->scale);
     }
     fkl_put_val(a, i, loss);
     FKL_S(fkl_out_done)(a, 0, i, grad);
 }
-
-/* The kernels below read the halves through float32 (their inner loops
- * compute in double anyway): FKL_ROW_FN picks the float32 row function and
- * FKL_IN its widened rows for them. */
-#if FKL_FAST_ONLY
-#define FKL_ROW_FN(NAME) NAME##_f
-#define FKL_IN(A, J, I, SCRATCH) FKL_WIDE(A, J, I, SCRATCH)
-#else
-#define FKL_ROW_FN(NAME) FKL_S(NAME)
-#define FKL_IN(A, J, I, SCRATCH) FKL_S(fkl_in_row)(A, J, I, SCRATCH)
-#endif
 
 static void FKL_S(fkl_k_ce_prob)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
@@ -217,7 +178,7 @@ static void FKL_S(fkl_k_kl_logits)(const fkl_args *a, ptrdiff_t i, char *scratch
 
 /* A weight operand broadcast along the row (es = 0) is passed as its one
  * value rather than copied out k times (widened into W for the halves). */
-#if FKL_FAST_ONLY
+#if FKL_HALF
 #define FKL_SCALAR_IN(A, J, I, W) (W = FKL_LD(*(const FKL_T *)((A)->ins[J].data + (I) * (A)->ins[J].rs)), &(W))
 #else
 #define FKL_SCALAR_IN(A, J, I, W) ((const FKL_T *)((A)->ins[J].data + (I) * (A)->ins[J].rs))
@@ -253,9 +214,10 @@ static void FKL_S(fkl_k_bce_logits)(const fkl_args *a, ptrdiff_t i, char *scratc
     FKL_S(fkl_out_done)(a, 1, i, grad);
 }
 #undef FKL_SCALAR_IN
-#undef FKL_ROW_FN
-#undef FKL_IN
 
+/* Bernoulli, Gaussian and pairwise kernels: float64 and float32 only (their
+ * Python layer widens halves first). */
+#if !FKL_HALF
 static void FKL_S(fkl_k_bernoulli)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
     int bad = 0;
@@ -291,3 +253,7 @@ static void FKL_S(fkl_k_pairwise_js)(const fkl_args *a, ptrdiff_t i, char *scrat
     if (a->bad)
         a->bad[i] = (unsigned char)bad;
 }
+#endif /* !FKL_HALF */
+
+#undef FKL_ROW_FN
+#undef FKL_IN

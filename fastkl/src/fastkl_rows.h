@@ -3,7 +3,8 @@
  * type: float64 (`_d`), float32 (`_f`), float16 (`_h`) and bfloat16 (`_b`).
  * The template bodies are fastkl_rows_impl.h (measures), fastkl_logits_impl.h
  * (the logits family) and fastkl_more_impl.h (Bernoulli, Gaussian and
- * pairwise kernels); fastkl_kernels.h wraps them into the driver's table.
+ * pairwise kernels), instantiated for float64 and float32;
+ * fastkl_kernels_impl.h wraps them into the driver's table for all four.
  *
  * Per-type macros, defined here before each instantiation:
  *   FKL_T          storage type of an input element (uint16_t for the halves)
@@ -24,9 +25,9 @@
  *                  fast paths of entropy and cross-entropy, whose terms
  *                  share one sign)
  *   FKL_TINY       the element type's smallest normal
- *   FKL_FAST_ONLY  1 for the halves: only their hot paths are compiled
- *                  natively, the rest widens rows to float32 (see
- *                  fastkl_rows_impl.h, fastkl_kernels_impl.h)
+ *   FKL_HALF       1 for float16/bfloat16: only the kernels' adapters are
+ *                  instantiated, which widen each row to float32 and run
+ *                  the float32 row functions (fastkl_kernels_impl.h)
  *
  * Every function accumulates in double, or in float lanes of at most 8
  * terms flushed into double lanes (fastkl_loops.h), whatever the compiler.
@@ -62,10 +63,7 @@ typedef struct {
     double sum_p, sum_q;
 } fkl_rowinfo;
 
-/* A FKL_FAST_ONLY row function's answer for a row its fast path does not
- * take: the caller computes the row another way. */
-#define FKL_ROW_NOT_HANDLED (-1)
-#define FKL_NOT_HANDLED(INFO) { (INFO)->bad = FKL_ROW_NOT_HANDLED; return 0.0; }
+
 
 /* The four input modes of a two-argument measure.  Binds PV, QV (the
  * normalised probabilities) and LR = log(PV/QV) for BODY, and adds to BP, BQ
@@ -245,7 +243,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_O double
 #define FKL_LD(v) (v)
 #define FKL_S(name) name##_d
-#define FKL_FAST_ONLY 0
+#define FKL_HALF 0
 #define FKL_IS_FLOAT 0
 #define FKL_EXPT(v) fkl_exp(v)
 #define FKL_EXP_SUM_T(v) fkl_exp_sum_term(v)
@@ -260,7 +258,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_O float
 #define FKL_LD(v) (v)
 #define FKL_S(name) name##_f
-#define FKL_FAST_ONLY 0
+#define FKL_HALF 0
 #define FKL_IS_FLOAT 1
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
 #define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
@@ -275,7 +273,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_O float
 #define FKL_LD(v) fkl_f16_to_f32(v)
 #define FKL_S(name) name##_h
-#define FKL_FAST_ONLY 1
+#define FKL_HALF 1
 #define FKL_IS_FLOAT 1
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
 #define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)
@@ -290,7 +288,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_O float
 #define FKL_LD(v) fkl_bf16_to_f32(v)
 #define FKL_S(name) name##_b
-#define FKL_FAST_ONLY 1
+#define FKL_HALF 1
 #define FKL_IS_FLOAT 1
 #define FKL_EXPT(v) ((double)fkl_expf((float)(v)))
 #define FKL_EXP_SUM_T(v) fkl_expf_sum_term(v)

@@ -17,12 +17,6 @@
  * (fastkl_abi.h).  `ap`/`aq` normalise a row on the fly: linear values are
  * multiplied by them, log values shifted by them.  The sums reported in
  * fkl_rowinfo are those of the linear-space arguments (1 for log-space ones).
- *
- * With FKL_FAST_ONLY (the float16/bfloat16 instantiations) only the float
- * fast paths are compiled: a row they do not take is reported as
- * FKL_NOT_HANDLED, and the kernel widens it to float32 and runs the float32
- * row function (fastkl_kernels_impl.h).  That keeps the hot path native and
- * the module small.
  */
 
 /* The row max of x*scale (NaN ignored), in explicit lanes: clang vectorises
@@ -101,9 +95,6 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mod
             FKL_LANE_MIN_INTO(lo, cl)
             tiny = (double)FKL_TINY;
         } else {
-#if FKL_FAST_ONLY
-            FKL_NOT_HANDLED(info)
-#else
             /* `small` counts values that are not zero or normal (a count: clang
              * vectorises no select-based min of doubles without fast-math) */
             double small = 0.0;
@@ -115,7 +106,6 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mod
                 small += (pz >= 0x1p-1022) ? 0.0 : 1.0;
             })
             lo = (small == 0.0) ? 1.0 : 0.0;
-#endif
         }
         info->sum_p = sum;
         /* |acc| < inf: a float fast loop may overflow where double would not */
@@ -123,9 +113,6 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mod
             info->bad = 0;
             return 0.0 - acc;
         }
-#if FKL_FAST_ONLY
-        FKL_NOT_HANDLED(info)
-#else
         acc = 0.0;
         FKL_FOR1(i, n, x, p, reduction(+ : acc, bp), {
             const double pv = x * ap;
@@ -135,11 +122,7 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mod
             acc += t;
             bp += FKL_BAD_LIN(x);
         })
-#endif
     } else {
-#if FKL_FAST_ONLY
-        FKL_NOT_HANDLED(info)
-#else
         FKL_FOR1(i, n, x, p, reduction(+ : acc, bp), {
             const double lp = x + ap, pv = fkl_exp(lp);
             double t = pv * lp;
@@ -147,7 +130,6 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mod
             acc += t;
             bp += FKL_BAD_LOG(x);
         })
-#endif
     }
     info->bad = FKL_BAD_FLAGS(bp, 0.0);
     return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
@@ -161,8 +143,6 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
     const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
     const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
     double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
-    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
-    (void)bq;
     if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
         double lo_p = FKL_INF, lo_q = FKL_INF, tiny = 0x1p-1022;
         if (FKL_IS_FLOAT && (mode & FKL_OUT_F32)) {
@@ -174,9 +154,6 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
             FKL_FLOAT_PAIR_FAST(p, ap, q, aq, n, fkl_kl_gterm_f, 1, acc, sum_p, sum_q, lo_p, lo_q)
             tiny = (double)FKL_TINY;
         } else {
-#if FKL_FAST_ONLY
-            FKL_NOT_HANDLED(info)
-#else
             /* log(p/q) with one division beats a division and a log, or two
              * logs.  bad_p, bad_q count negative p and non-normal q (counts
              * rather than minima: see fkl_entropy_row). */
@@ -192,7 +169,6 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
             })
             lo_p = (bad_p == 0.0) ? 0.0 : -1.0;
             lo_q = (bad_q == 0.0) ? 1.0 : 0.0;
-#endif
         }
         if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF) {
             info->bad = 0;
@@ -202,9 +178,6 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
         }
         acc = sum_p = sum_q = 0.0;
     }
-#if FKL_FAST_ONLY
-    FKL_NOT_HANDLED(info)
-#else
     /* Per mode, so that log-space rows take no exp they do not need. */
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
     case 0:
@@ -261,7 +234,6 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
     }
     FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     return acc;
-#endif
 }
 
 /* Cross-entropy  H(p, q) = -sum p log q. */
@@ -271,8 +243,6 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q
     const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
     const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
     double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
-    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
-    (void)bq;
     if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
         double lo_p = FKL_INF, lo_q = FKL_INF, tiny = 0x1p-1022;
         if (FKL_IS_FLOAT && (mode & FKL_OUT_F32)) {
@@ -304,9 +274,6 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q
             FKL_LANE_MIN_INTO(lo_q, lq)
             tiny = (double)FKL_TINY;
         } else {
-#if FKL_FAST_ONLY
-            FKL_NOT_HANDLED(info)
-#else
             /* counts rather than minima: see fkl_kl_row */
             double bad_p = 0.0, bad_q = 0.0;
             FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q, bad_p, bad_q), {
@@ -320,7 +287,6 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q
             })
             lo_p = (bad_p == 0.0) ? 0.0 : -1.0;
             lo_q = (bad_q == 0.0) ? 1.0 : 0.0;
-#endif
         }
         /* |acc| < inf: a float fast loop may overflow where double would not */
         if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF) {
@@ -331,9 +297,6 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q
         }
         acc = sum_p = sum_q = 0.0;
     }
-#if FKL_FAST_ONLY
-    FKL_NOT_HANDLED(info)
-#else
     /* The modes differ only in how p and log q are obtained; q itself is
      * only summed (lr is not used: log q is formed directly). */
     switch (mode & (FKL_LOG_P | FKL_LOG_Q)) {
@@ -375,7 +338,6 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q
     }
     FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     return 0.0 - acc;  /* not -acc: an empty sum must give +0.0 */
-#endif
 }
 
 /* Symmetric KL  KL(p||q) + KL(q||p) = sum (p - q) log(p/q). */
@@ -385,8 +347,6 @@ static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, const FKL_T *q,
     const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
     const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
     double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
-    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
-    (void)bq;
     if (FKL_IS_FLOAT && (mode & FKL_OUT_F32) && !(mode & (FKL_LOG_P | FKL_LOG_Q))) {
         /* float32 result: the terms (p - q) log(p/q) are >= 0 and each is
          * within ~3 float ulps (p - q exact when close, the float log ratio
@@ -402,16 +362,12 @@ static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, const FKL_T *q,
         }
         acc = sum_p = sum_q = 0.0;
     }
-#if FKL_FAST_ONLY
-    FKL_NOT_HANDLED(info)
-#else
     FKL_PAIR_MODES(mode, i, n, p, ap, q, aq, reduction(+ : acc, bp, bq, sum_p, sum_q),
                    pv, qv, lr, bp, bq, sum_p, sum_q, {
         acc += fkl_skl_term(pv, qv, lr);
     })
     FKL_PAIR_INFO(info, mode, bp, bq, sum_p, sum_q)
     return acc;
-#endif
 }
 
 /* Jensen-Shannon divergence  (KL(p||m) + KL(q||m)) / 2,  m = (p + q) / 2.
@@ -419,15 +375,12 @@ static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, const FKL_T *q,
  * probability rows; nearly equal p and q take a series without
  * cancellation (fkl_js_pair_terms).  Rounding can leave it a few ulp below
  * 0; clamped. */
-#if !FKL_FAST_ONLY
 static inline double FKL_S(fkl_js_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t n, int mode, fkl_rowinfo *info)
 {
     const int norm = mode & FKL_NORMALIZE;
     const double ap = FKL_S(fkl_row_scale)(p, n, norm, mode & FKL_LOG_P);
     const double aq = FKL_S(fkl_row_scale)(q, n, norm, mode & FKL_LOG_Q);
     double acc = 0.0, bp = 0.0, bq = 0.0, sum_p = 0.0, sum_q = 0.0;
-    (void)bp;   /* unused by the FKL_FAST_ONLY instantiations */
-    (void)bq;
     if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
         /* Rows of zeros and positive normal numbers take the fast logs;
          * `odd` counts the other values (counts: see fkl_kl_row). */
@@ -457,4 +410,3 @@ static inline double FKL_S(fkl_js_row)(const FKL_T *p, const FKL_T *q, ptrdiff_t
     acc *= 0.5;
     return (acc < 0.0) ? 0.0 : acc;
 }
-#endif /* !FKL_FAST_ONLY */

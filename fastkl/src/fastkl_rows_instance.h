@@ -4,9 +4,11 @@
  * then undefines those macros for the next type.  No include guard on
  * purpose.
  */
+#if !FKL_HALF
 #include "fastkl_rows_impl.h"
 #include "fastkl_logits_impl.h"
 #include "fastkl_more_impl.h"
+#endif
 #include "fastkl_kernels_impl.h"
 #undef FKL_T
 #undef FKL_E
@@ -19,4 +21,4 @@
 #undef FKL_EXP_NONPOS_T
 #undef FKL_LOG_ELEM
 #undef FKL_TINY
-#undef FKL_FAST_ONLY
+#undef FKL_HALF
