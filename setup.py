@@ -28,7 +28,7 @@ Compiler flags, and why
 gcc / clang: ``-O3`` for vectorisation; no fast-math (it breaks inf/NaN), but
 ``-fno-math-errno -fno-trapping-math`` so the branch-free selects if-convert.
 ``-g0`` comes after Python's own CFLAGS, which usually carry ``-g``: debug
-info was 3.7 MB of each 5 MB module.  SIMD levels add ``-mavx2 -mfma`` /
+info was 3.7 MB of each 5 MB module.  SIMD levels add ``-mavx2 -mfma -mf16c`` /
 ``-mavx512f -mavx512dq ...`` to their own module only.
 
 MSVC (read, not run, here -- keep this branch simple):
@@ -75,9 +75,9 @@ IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 # extra levels; elsewhere (aarch64 has NEON as baseline) one portable build.
 SIMD_LEVELS = {"baseline": ([], [])}
 if IS_X86_64:
-    SIMD_LEVELS["avx2"] = (["-mavx2", "-mfma"], ["/arch:AVX2"])
+    SIMD_LEVELS["avx2"] = (["-mavx2", "-mfma", "-mf16c"], ["/arch:AVX2"])
     SIMD_LEVELS["avx512"] = (
-        ["-mavx512f", "-mavx512dq", "-mavx2", "-mfma", "-mprefer-vector-width=512"],
+        ["-mavx512f", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-mprefer-vector-width=512"],
         ["/arch:AVX512"],
     )
 

@@ -53,9 +53,7 @@ FKL_INLINE const float *FKL_S(fkl_in_row)(const fkl_args *a, int j, ptrdiff_t i,
     const ptrdiff_t es = a->ins[j].es;
     float *wide = (float *)(scratch + (ptrdiff_t)j * a->k * 8);
     if (es == 1) {
-        FKL_SIMD()
-        for (ptrdiff_t t = 0; t < a->k; t++)
-            wide[t] = FKL_LD(row[t]);
+        FKL_WIDEN_ROW(row, wide, a->k);
     } else {
         for (ptrdiff_t t = 0; t < a->k; t++)
             wide[t] = FKL_LD(row[t * es]);
@@ -125,8 +123,40 @@ FKL_PAIR_KERNEL(fkl_k_symmetric_kl, fkl_symmetric_kl_row)
 FKL_PAIR_KERNEL(fkl_k_js, fkl_js_row)
 #undef FKL_PAIR_KERNEL
 
+#if FKL_HALF
+/* The log-sum-exp of a contiguous row of halves in one pass over memory,
+ * as fkl_row_lse_onepass: blocks widened into a buffer in L1 while the next
+ * block is prefetched, then float32's block step.  Returns log(sum exp(x -
+ * m)) and the max m; a non-finite m asks the caller for the general path. */
+FKL_INLINE double FKL_S(fkl_half_lse)(const FKL_T *z, ptrdiff_t n, double *m_out)
+{
+    enum { B = 2048 };   /* 8 KiB of floats */
+    float buf[B];
+    double m = -FKL_INF, cnt = 0.0, rest = 0.0;
+    for (ptrdiff_t b0 = 0; b0 < n; b0 += B) {
+        const ptrdiff_t nb = (n - b0 < B) ? n - b0 : B;
+        const ptrdiff_t next = (n - b0 - nb < B) ? n - b0 - nb : B;
+        FKL_WIDEN_ROW(z + b0, buf, nb);
+        fkl_lse_block_f(buf, nb, (const char *)(z + b0 + nb), next * (ptrdiff_t)sizeof(FKL_T), &m, &cnt, &rest);
+    }
+    *m_out = m;
+    return fkl_log_count_plus(cnt, rest);
+}
+#endif
+
 static void FKL_S(fkl_k_logsumexp)(const fkl_args *a, ptrdiff_t i, char *scratch)
 {
+#if FKL_HALF
+    /* contiguous rows in one pass (the row need not be widened whole) */
+    if (a->ins[0].es == 1) {
+        double m;
+        const double ls = FKL_S(fkl_half_lse)((const FKL_T *)(a->ins[0].data + i * a->ins[0].rs), a->k, &m);
+        if (m > -FKL_INF && m < FKL_INF) {
+            fkl_put_val(a, i, m + ls);
+            return;
+        }
+    }
+#endif
     fkl_put_val(a, i, FKL_ROW_FN(fkl_logsumexp_row)(FKL_IN(a, 0, i, scratch), a->k));
 }
 
@@ -153,6 +183,19 @@ static void FKL_S(fkl_k_ce_index)(const fkl_args *a, ptrdiff_t i, char *scratch)
         if (grad)
             for (ptrdiff_t j = 0; j < a->k; j++) grad[j] = 0;
     } else {
+#if FKL_HALF
+        /* The evaluation loss of half logits -- contiguous rows, no gradient, no
+         * smoothing -- in one pass: (m - x_y) + log sum exp(x - m), weighted. */
+        if (!grad && a->param[1] == 0.0 && a->ins[0].es == 1) {
+            const FKL_T *z = (const FKL_T *)(a->ins[0].data + i * a->ins[0].rs);
+            double m;
+            const double ls = FKL_S(fkl_half_lse)(z, a->k, &m);
+            if (m > -FKL_INF && m < FKL_INF) {
+                fkl_put_val(a, i, (a->weight ? a->weight[y] : 1.0) * ((m - (double)FKL_LD(z[y])) + ls));
+                return;
+            }
+        }
+#endif
         loss = FKL_ROW_FN(fkl_ce_index_row)(FKL_IN(a, 0, i, scratch), a->k, (ptrdiff_t)y, a->weight,
                                             a->param[0], a->param[1], grad, a->scale);
     }

@@ -28,11 +28,11 @@ FKL_INLINE double FKL_S(fkl_row_shift)(const FKL_T *z, ptrdiff_t n, double scale
 /* Adds sum exp(z[i] - mt) over nb elements to *cnt (the terms at the max,
  * exactly 1) and *rest (the others), with mt the finite max of the row, in
  * element-type lanes.  `ties` says whether the block may hold the max: when
- * it cannot, the loop skips the count.  With `next` not NULL (n_next
- * elements), the loop prefetches that block a few lines per chunk, so
- * its memory traffic overlaps this block's arithmetic. */
+ * it cannot, the loop skips the count.  With `next` not NULL (next_bytes
+ * bytes), the loop prefetches that block a few lines per chunk, so its
+ * memory traffic overlaps this block's arithmetic. */
 FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t nb, FKL_E mt, int ties,
-                                         const FKL_T *next, ptrdiff_t n_next, double *cnt, double *rest)
+                                         const char *next, ptrdiff_t next_bytes, double *cnt, double *rest)
 {
     FKL_LANE_DECL(FKL_E, cc, 0);
     FKL_LANE_DECL(FKL_E, cr, 0);
@@ -40,8 +40,9 @@ FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t nb, FKL_E mt,
     FKL_LANE_DECL(double, dr, 0);
     for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_CHUNK) {
         const ptrdiff_t c1 = (nb - c0 < FKL_CHUNK) ? nb : c0 + FKL_CHUNK;
-        for (ptrdiff_t k = c0; k < c1 && k < n_next; k += 64 / (ptrdiff_t)sizeof(FKL_T))
-            FKL_PREFETCH(next + k);
+        /* this chunk's share of the next block's bytes */
+        for (ptrdiff_t off = next_bytes * c0 / nb; off < next_bytes * c1 / nb; off += 64)
+            FKL_PREFETCH(next + off);
         if (ties) {
             FKL_LANES1(i, j, c0, c1, x, z, FKL_LANE_FLUSH(dc, cc) FKL_LANE_FLUSH(dr, cr), {
                 const FKL_E d = x - mt;
@@ -91,28 +92,35 @@ FKL_INLINE double FKL_S(fkl_row_logsumexp_shifted)(const FKL_T *z, ptrdiff_t n, 
  * far.  Returns log(sum exp(x - m)) and the row max in *m_out; when that max
  * is not finite the caller must use the two-pass path (the sums are then
  * meaningless). */
+/* One block of the one-pass log-sum-exp: its max raises the running max *m
+ * (rescaling what was summed so far), then its terms are summed while
+ * `next` (next_bytes, the following block, possibly of another element
+ * type) is prefetched.  Only a block whose max is the running max holds
+ * terms equal to 1. */
+FKL_INLINE void FKL_S(fkl_lse_block)(const FKL_T *zb, ptrdiff_t nb, const char *next, ptrdiff_t next_bytes,
+                                     double *m, double *cnt, double *rest)
+{
+    const double mb = FKL_S(fkl_row_max)(zb, nb, 1.0);
+    if (mb > *m) {
+        if (*m > -FKL_INF) {
+            *rest = (*cnt + *rest) * fkl_exp(*m - mb);
+            *cnt = 0.0;
+        }
+        *m = mb;
+    }
+    if (*m > -FKL_INF && *m < FKL_INF)
+        FKL_S(fkl_exp_sum_block)(zb, nb, (FKL_E)*m, mb == *m, next, next_bytes, cnt, rest);
+}
+
 FKL_INLINE double FKL_S(fkl_row_lse_onepass)(const FKL_T *z, ptrdiff_t n, double *m_out)
 {
     const ptrdiff_t B = 8192 / (ptrdiff_t)sizeof(FKL_T);   /* a quarter of L1 */
     double m = -FKL_INF, cnt = 0.0, rest = 0.0;
     for (ptrdiff_t b0 = 0; b0 < n; b0 += B) {
         const ptrdiff_t nb = (n - b0 < B) ? n - b0 : B;
-        const FKL_T *zb = z + b0;
-        const double mb = FKL_S(fkl_row_max)(zb, nb, 1.0);
-        if (mb > m) {
-            if (m > -FKL_INF) {
-                rest = (cnt + rest) * fkl_exp(m - mb);
-                cnt = 0.0;
-            }
-            m = mb;
-        }
-        if (!(m > -FKL_INF && m < FKL_INF))
-            continue;
-        /* Only a block whose max is the running max holds terms equal to 1;
-         * the next block of this row is prefetched. */
-        const int prefetch = b0 + B < n;
-        FKL_S(fkl_exp_sum_block)(zb, nb, (FKL_E)m, mb == m, prefetch ? zb + B : NULL,
-                                 prefetch ? n - b0 - B : 0, &cnt, &rest);
+        const ptrdiff_t next = (n - b0 - nb < B) ? n - b0 - nb : B;
+        FKL_S(fkl_lse_block)(z + b0, nb, (const char *)(z + b0 + nb), next * (ptrdiff_t)sizeof(FKL_T),
+                             &m, &cnt, &rest);
     }
     *m_out = m;
     return fkl_log_count_plus(cnt, rest);

@@ -29,11 +29,20 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include <stddef.h>
 
 #if defined(_MSC_VER)
 #define FKL_INLINE static __forceinline
 #else
 #define FKL_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* `#pragma omp simd` for the few loops of this header (fastkl_loops.h has
+ * the general FKL_SIMD); nothing under MSVC, which has no `omp simd`. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FKL_SIMD_PLAIN
+#else
+#define FKL_SIMD_PLAIN _Pragma("omp simd")
 #endif
 
 #define FKL_INF ((double)INFINITY)
@@ -411,6 +420,39 @@ FKL_INLINE float fkl_f16_to_f32(uint16_t h)
 }
 
 FKL_INLINE float fkl_bf16_to_f32(uint16_t h) { return fkl_from_bitsf((uint32_t)h << 16); }
+
+/* A row of halves to floats.  float16 uses the F16C conversion where the
+ * SIMD level has it (every AVX2 CPU does): the bit arithmetic above takes
+ * eight vector operations per vector, vcvtph2ps one. */
+#if defined(__F16C__) || (defined(_MSC_VER) && defined(__AVX2__))
+#include <immintrin.h>
+FKL_INLINE void fkl_widen_f16_row(const uint16_t *src, float *dst, ptrdiff_t n)
+{
+    ptrdiff_t t = 0;
+#if defined(__AVX512F__)
+    for (; t + 16 <= n; t += 16)
+        _mm512_storeu_ps(dst + t, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + t))));
+#endif
+    for (; t + 8 <= n; t += 8)
+        _mm256_storeu_ps(dst + t, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + t))));
+    for (; t < n; t++)
+        dst[t] = fkl_f16_to_f32(src[t]);
+}
+#else
+FKL_INLINE void fkl_widen_f16_row(const uint16_t *src, float *dst, ptrdiff_t n)
+{
+    FKL_SIMD_PLAIN
+    for (ptrdiff_t t = 0; t < n; t++)
+        dst[t] = fkl_f16_to_f32(src[t]);
+}
+#endif
+
+FKL_INLINE void fkl_widen_bf16_row(const uint16_t *src, float *dst, ptrdiff_t n)
+{
+    FKL_SIMD_PLAIN
+    for (ptrdiff_t t = 0; t < n; t++)
+        dst[t] = fkl_bf16_to_f32(src[t]);
+}
 
 /* ---- exp(x) - 1 and exp(x) - 1 - x without cancellation near 0: for
  * |x| <= ln2/2 straight from the Taylor polynomial of the exp core

@@ -12,6 +12,7 @@
  *   FKL_O          storage type of row outputs (softmax rows, gradients,
  *                  elementwise losses): the input's type, float32 for halves
  *   FKL_LD(v)      an element widened to FKL_E (in registers; no copies)
+ *   FKL_WIDEN_ROW  (halves) a contiguous row widened to floats
  *   FKL_S(name)    the suffixed name
  *   FKL_IS_FLOAT   1 when FKL_E is float
  *   FKL_EXPT(v)    exp of a double argument at the element precision:
@@ -272,6 +273,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_E float
 #define FKL_O float
 #define FKL_LD(v) fkl_f16_to_f32(v)
+#define FKL_WIDEN_ROW(SRC, DST, N) fkl_widen_f16_row(SRC, DST, N)
 #define FKL_S(name) name##_h
 #define FKL_HALF 1
 #define FKL_IS_FLOAT 1
@@ -287,6 +289,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_E float
 #define FKL_O float
 #define FKL_LD(v) fkl_bf16_to_f32(v)
+#define FKL_WIDEN_ROW(SRC, DST, N) fkl_widen_bf16_row(SRC, DST, N)
 #define FKL_S(name) name##_b
 #define FKL_HALF 1
 #define FKL_IS_FLOAT 1

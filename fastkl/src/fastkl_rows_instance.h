@@ -14,6 +14,7 @@
 #undef FKL_E
 #undef FKL_O
 #undef FKL_LD
+#undef FKL_WIDEN_ROW
 #undef FKL_S
 #undef FKL_IS_FLOAT
 #undef FKL_EXPT

@@ -29,7 +29,7 @@ static fkl_counter fkl_atomic_add(volatile fkl_counter *p, fkl_counter v) { retu
 #endif
 
 /* Feature bits returned by fkl_cpu_features(). */
-#define FKL_CPU_AVX2 1     /* AVX2 + FMA + OS saves YMM */
+#define FKL_CPU_AVX2 1     /* AVX2 + FMA + F16C + OS saves YMM */
 #define FKL_CPU_AVX512 2   /* AVX-512 F + DQ + OS saves ZMM/opmask */
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
@@ -56,11 +56,12 @@ static int fkl_cpu_features(void)
     if (max_leaf < 7) return 0;
     fkl_cpuid(1, 0, r);
     const int osxsave = (r[2] >> 27) & 1, fma = (r[2] >> 12) & 1, avx = (r[2] >> 28) & 1;
+    const int f16c = (r[2] >> 29) & 1;
     if (!osxsave || !avx) return 0;
     const unsigned long long xcr0 = fkl_xgetbv();
     fkl_cpuid(7, 0, r);
     const int avx2 = (r[1] >> 5) & 1, avx512f = (r[1] >> 16) & 1, avx512dq = (r[1] >> 17) & 1;
-    if ((xcr0 & 0x6) == 0x6 && avx2 && fma) out |= FKL_CPU_AVX2;
+    if ((xcr0 & 0x6) == 0x6 && avx2 && fma && f16c) out |= FKL_CPU_AVX2;
     if ((xcr0 & 0xe6) == 0xe6 && (out & FKL_CPU_AVX2) && avx512f && avx512dq) out |= FKL_CPU_AVX512;
     return out;
 }
