@@ -44,10 +44,17 @@ def _operands(P, Q, names=("P", "Q")):
     return a, b
 
 
-def _result(out, shape, res_dtype) -> np.ndarray:
-    if out is None:
-        return np.empty(shape, res_dtype)
-    return _arrays.check_out(out, shape, res_dtype)
+def _setup(P, Q, base, log_p, log_q, out, dtype):
+    """What both pairwise functions start with: the base's scale, the
+    operands, ``log_q`` (``log_p``'s when Q is P) and the (M, N) result."""
+    scale = _arrays.base_scale(base)
+    a, b = _operands(P, Q)
+    if Q is None:
+        log_q = log_p
+    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
+    shape = (a.shape[0], b.shape[0])
+    res = np.empty(shape, res_dtype) if out is None else _arrays.check_out(out, shape, res_dtype)
+    return scale, a, b, log_q, res
 
 
 _controller = None
@@ -158,14 +165,8 @@ def pairwise_kl(
     """
     if "dask.array" in _MODULES and _dask.any_dask(P, Q):
         return _dask.call(pairwise_kl, locals())
-    scale = _arrays.base_scale(base)
-    same = Q is None
-    a, b = _operands(P, Q)
-    if same:
-        log_q = log_p
-    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
-    m, n = a.shape[0], b.shape[0]
-    res = _result(out, (m, n), res_dtype)
+    scale, a, b, log_q, res = _setup(P, Q, base, log_p, log_q, out, dtype)
+    same, m, n = Q is None, a.shape[0], b.shape[0]
     if validate:
         _check_probabilities(a, "P", log_p)
         if not same:
@@ -279,19 +280,13 @@ def pairwise_js(
     """
     if "dask.array" in _MODULES and _dask.any_dask(P, Q):
         return _dask.call(pairwise_js, locals())
-    scale = _arrays.base_scale(base)
-    same = Q is None
-    a, b = _operands(P, Q)
-    if same:
-        log_q = log_p
-    res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
-    m, n = a.shape[0], b.shape[0]
-    res = _result(out, (m, n), res_dtype)
+    scale, a, b, log_q, res = _setup(P, Q, base, log_p, log_q, out, dtype)
+    same, m, n = Q is None, a.shape[0], b.shape[0]
     if m == 0 or n == 0:
         return res
     a = np.ascontiguousarray(a)
     b = a if same else np.ascontiguousarray(b)
-    dst = res if res.flags.c_contiguous else np.empty((m, n), res_dtype)
+    dst = res if res.flags.c_contiguous else np.empty((m, n), res.dtype)
     mode = (_driver.LOG_P if log_p else 0) | (_driver.LOG_Q if log_q else 0) | (_driver.NORMALIZE if normalize else 0)
     flags = _driver.pairwise_js(a, b, dst, mode, scale, bool(distance), validate, n_threads)
     if flags is not None and flags.any():

@@ -107,6 +107,28 @@ typedef struct {
     (INFO)->sum_p = ((MODE) & FKL_LOG_P) ? 1.0 : (SUMP);                                \
     (INFO)->sum_q = ((MODE) & FKL_LOG_Q) ? 1.0 : (SUMQ);
 
+/* The double fast loop of KL and cross-entropy, for rows of ordinary linear
+ * probabilities: ACC += TERM (an expression of pv, qv, the normalised
+ * values; terms with pv = 0 count 0), the sums of p and q, and in LOP / LOQ
+ * 0 / 1 when every p is >= 0 / every q is normal, else -1 / 0 (what the
+ * callers' guards test).  Counts rather than minima: clang vectorises no
+ * select-based min of doubles without fast-math. */
+#define FKL_DOUBLE_PAIR_FAST(P, AP, Q, AQ, N, TERM, ACC, SUMP, SUMQ, LOP, LOQ)          \
+    {                                                                                   \
+        double bad_p = 0.0, bad_q = 0.0;                                                \
+        FKL_FOR2(i, N, x, P, y, Q, reduction(+ : ACC, SUMP, SUMQ, bad_p, bad_q), {      \
+            const double pv = x * (AP), qv = y * (AQ);                                  \
+            const double t = (TERM);                                                    \
+            ACC += (pv == 0.0) ? 0.0 : t;                                               \
+            SUMP += pv;                                                                 \
+            SUMQ += qv;                                                                 \
+            bad_p += (pv >= 0.0) ? 0.0 : 1.0;                                           \
+            bad_q += (qv >= 0x1p-1022) ? 0.0 : 1.0;                                     \
+        })                                                                              \
+        LOP = (bad_p == 0.0) ? 0.0 : -1.0;                                              \
+        LOQ = (bad_q == 0.0) ? 1.0 : 0.0;                                               \
+    }
+
 /* The fast loop of KL and symmetric KL with a float32 result, for rows of
  * ordinary linear probabilities: TERM(pv, qv) in float lanes, each term
  * added to double lanes (the terms are >= 0 but tiny next to the row sums

@@ -154,21 +154,9 @@ static inline double FKL_S(fkl_kl_row)(const FKL_T *p, const FKL_T *q,
             FKL_FLOAT_PAIR_FAST(p, ap, q, aq, n, fkl_kl_gterm_f, 1, acc, sum_p, sum_q, lo_p, lo_q)
             tiny = (double)FKL_TINY;
         } else {
-            /* log(p/q) with one division beats a division and a log, or two
-             * logs.  bad_p, bad_q count negative p and non-normal q (counts
-             * rather than minima: see fkl_entropy_row). */
-            double bad_p = 0.0, bad_q = 0.0;
-            FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q, bad_p, bad_q), {
-                const double pv = x * ap, qv = y * aq;
-                const double t = pv * fkl_log_ratio_normal(pv, qv);
-                acc += (pv == 0.0) ? 0.0 : t;
-                sum_p += pv;
-                sum_q += qv;
-                bad_p += (pv >= 0.0) ? 0.0 : 1.0;
-                bad_q += (qv >= 0x1p-1022) ? 0.0 : 1.0;
-            })
-            lo_p = (bad_p == 0.0) ? 0.0 : -1.0;
-            lo_q = (bad_q == 0.0) ? 1.0 : 0.0;
+            /* log(p/q) with one division beats a division and a log, or two logs. */
+            FKL_DOUBLE_PAIR_FAST(p, ap, q, aq, n, pv * fkl_log_ratio_normal(pv, qv), acc, sum_p, sum_q,
+                                 lo_p, lo_q)
         }
         if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF) {
             info->bad = 0;
@@ -274,19 +262,7 @@ static inline double FKL_S(fkl_cross_entropy_row)(const FKL_T *p, const FKL_T *q
             FKL_LANE_MIN_INTO(lo_q, lq)
             tiny = (double)FKL_TINY;
         } else {
-            /* counts rather than minima: see fkl_kl_row */
-            double bad_p = 0.0, bad_q = 0.0;
-            FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q, bad_p, bad_q), {
-                const double pv = x * ap, qv = y * aq;
-                const double t = pv * fkl_log_normal(qv);
-                acc += (pv == 0.0) ? 0.0 : t;
-                sum_p += pv;
-                sum_q += qv;
-                bad_p += (pv >= 0.0) ? 0.0 : 1.0;
-                bad_q += (qv >= 0x1p-1022) ? 0.0 : 1.0;
-            })
-            lo_p = (bad_p == 0.0) ? 0.0 : -1.0;
-            lo_q = (bad_q == 0.0) ? 1.0 : 0.0;
+            FKL_DOUBLE_PAIR_FAST(p, ap, q, aq, n, pv * fkl_log_normal(qv), acc, sum_p, sum_q, lo_p, lo_q)
         }
         /* |acc| < inf: a float fast loop may overflow where double would not */
         if (FKL_FAST_ROW_OK(lo_p, sum_p) && lo_q >= tiny && sum_q < FKL_INF && fabs(acc) < FKL_INF) {
