@@ -38,10 +38,11 @@ FKL_INLINE void FKL_S(fkl_exp_sum_block)(const FKL_T *z, ptrdiff_t nb, FKL_E mt,
     FKL_LANE_DECL(FKL_E, cr, 0);
     FKL_LANE_DECL(double, dc, 0);
     FKL_LANE_DECL(double, dr, 0);
+    const ptrdiff_t pf = (next_bytes + nb - 1) / (nb > 0 ? nb : 1);   /* prefetch bytes per element */
     for (ptrdiff_t c0 = 0; c0 < nb; c0 += FKL_CHUNK) {
         const ptrdiff_t c1 = (nb - c0 < FKL_CHUNK) ? nb : c0 + FKL_CHUNK;
         /* this chunk's share of the next block's bytes */
-        for (ptrdiff_t off = next_bytes * c0 / nb; off < next_bytes * c1 / nb; off += 64)
+        for (ptrdiff_t off = pf * c0; off < pf * c1 && off < next_bytes; off += 64)
             FKL_PREFETCH(next + off);
         if (ties) {
             FKL_LANES1(i, j, c0, c1, x, z, FKL_LANE_FLUSH(dc, cc) FKL_LANE_FLUSH(dr, cr), {

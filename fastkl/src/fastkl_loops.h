@@ -115,22 +115,20 @@ FKL_INLINE double fkl_lane_sum(const double *lanes)
     for (int j = 0; j < 2; j++) t[j] = t[j] + t[j + 2];
     return t[0] + t[1];
 }
-/* The smallest value of lanes of any type, folded into the double DST, by
- * the same tree (SRC is overwritten). */
-#define FKL_LANE_MIN_INTO(DST, SRC)                                             \
+/* The smallest (largest) value of lanes of any type, NaN ignored, folded
+ * into the double DST, by the same fixed tree (SRC is overwritten). */
+#define FKL_LANE_FOLD_INTO(DST, SRC, CMP)                                       \
     {                                                                           \
-        for (int SRC##_w = FKL_NL / 2; SRC##_w >= 1; SRC##_w /= 2)              \
-            for (int SRC##_j = 0; SRC##_j < SRC##_w; SRC##_j++)                 \
-                SRC[SRC##_j] = (SRC[SRC##_j + SRC##_w] < SRC[SRC##_j]) ? SRC[SRC##_j + SRC##_w] : SRC[SRC##_j]; \
-        DST = ((double)SRC[0] < DST) ? (double)SRC[0] : DST;                    \
+        for (int SRC##_j = 0; SRC##_j < 8; SRC##_j++)                           \
+            SRC[SRC##_j] = (SRC[SRC##_j + 8] CMP SRC[SRC##_j]) ? SRC[SRC##_j + 8] : SRC[SRC##_j]; \
+        for (int SRC##_j = 0; SRC##_j < 4; SRC##_j++)                           \
+            SRC[SRC##_j] = (SRC[SRC##_j + 4] CMP SRC[SRC##_j]) ? SRC[SRC##_j + 4] : SRC[SRC##_j]; \
+        for (int SRC##_j = 0; SRC##_j < 2; SRC##_j++)                           \
+            SRC[SRC##_j] = (SRC[SRC##_j + 2] CMP SRC[SRC##_j]) ? SRC[SRC##_j + 2] : SRC[SRC##_j]; \
+        SRC[0] = (SRC[1] CMP SRC[0]) ? SRC[1] : SRC[0];                         \
+        DST = ((double)SRC[0] CMP DST) ? (double)SRC[0] : DST;                  \
     }
-/* The largest value of lanes (NaN ignored), likewise. */
-#define FKL_LANE_MAX_INTO(DST, SRC)                                             \
-    {                                                                           \
-        for (int SRC##_w = FKL_NL / 2; SRC##_w >= 1; SRC##_w /= 2)              \
-            for (int SRC##_j = 0; SRC##_j < SRC##_w; SRC##_j++)                 \
-                SRC[SRC##_j] = (SRC[SRC##_j + SRC##_w] > SRC[SRC##_j]) ? SRC[SRC##_j + SRC##_w] : SRC[SRC##_j]; \
-        DST = ((double)SRC[0] > DST) ? (double)SRC[0] : DST;                    \
-    }
+#define FKL_LANE_MIN_INTO(DST, SRC) FKL_LANE_FOLD_INTO(DST, SRC, <)
+#define FKL_LANE_MAX_INTO(DST, SRC) FKL_LANE_FOLD_INTO(DST, SRC, >)
 
 #endif /* FASTKL_LOOPS_H */

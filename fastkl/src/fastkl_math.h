@@ -107,10 +107,15 @@ FKL_INLINE double fkl_log1p(double x)
 }
 
 /* log(cnt + rest) as log(cnt) + log1p(rest/cnt) for cnt >= 1 (see
- * fkl_row_logsumexp_shifted); log(rest) when cnt = 0. */
+ * fkl_row_logsumexp_shifted); log(rest) when cnt = 0.  Once per row, so the
+ * C library's scalar log1p and log (correctly rounded or within an ulp)
+ * rather than the vector forms above, which pay for their special cases in
+ * every call. */
 FKL_INLINE double fkl_log_count_plus(double cnt, double rest)
 {
-    return (cnt > 0.0) ? fkl_log(cnt) + fkl_log1p(rest / cnt) : fkl_log(rest);
+    if (cnt == 1.0)
+        return log1p(rest);   /* one maximum: the usual case */
+    return (cnt > 0.0) ? log(cnt) + log1p(rest / cnt) : log(rest);
 }
 
 /* ---- log(p/q) with a single division (the KL kernel's hot spot).
