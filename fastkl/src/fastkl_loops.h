@@ -103,6 +103,25 @@
 #define FKL_LANE_DECL(T, NAME, INIT) T NAME[FKL_NL]; for (int NAME##_j = 0; NAME##_j < FKL_NL; NAME##_j++) NAME[NAME##_j] = (INIT)
 #define FKL_LANE_FLUSH(DST, SRC) for (int SRC##_j = 0; SRC##_j < FKL_NL; SRC##_j++) { DST[SRC##_j] += (double)SRC[SRC##_j]; SRC[SRC##_j] = 0; }
 
+/* Minimum reductions of the double fast loops: gcc vectorises a select-based
+ * `omp simd reduction(min:)` into one vector min per element; clang
+ * vectorises none without fast-math, so there the loops count the values
+ * below the bound instead (three operations, but vector ones).  Either way
+ * FKL_BELOW_NONE(ACC, BOUND) says whether no value was below BOUND.
+ * FKL_BELOW_INIT / FKL_BELOW_CLAUSE / FKL_BELOW_ADD(ACC, V, BOUND) declare,
+ * name (for the reduction clause) and update the accumulator. */
+#if defined(__clang__)
+#define FKL_BELOW_INIT 0.0
+#define FKL_BELOW_RED +
+#define FKL_BELOW_ADD(ACC, V, BOUND) ACC += ((V) >= (BOUND)) ? 0.0 : 1.0;
+#define FKL_BELOW_NONE(ACC, BOUND) ((ACC) == 0.0)
+#else
+#define FKL_BELOW_INIT FKL_INF
+#define FKL_BELOW_RED min
+#define FKL_BELOW_ADD(ACC, V, BOUND) ACC = ((V) < ACC) ? (V) : ACC;
+#define FKL_BELOW_NONE(ACC, BOUND) ((ACC) >= (BOUND))
+#endif
+
 /* The total of double lanes, as a fixed tree (lane j + lane j + 8, then
  * + 4, + 2, + 1): four dependent vector adds rather than sixteen scalar
  * ones, which would cost as much as the work of a short row; the order is

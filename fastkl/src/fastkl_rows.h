@@ -111,22 +111,22 @@ typedef struct {
  * probabilities: ACC += TERM (an expression of pv, qv, the normalised
  * values; terms with pv = 0 count 0), the sums of p and q, and in LOP / LOQ
  * 0 / 1 when every p is >= 0 / every q is normal, else -1 / 0 (what the
- * callers' guards test).  Counts rather than minima: clang vectorises no
- * select-based min of doubles without fast-math. */
+ * callers' guards test), through FKL_BELOW_* (a min, or a count for clang). */
 #define FKL_DOUBLE_PAIR_FAST(P, AP, Q, AQ, N, TERM, ACC, SUMP, SUMQ, LOP, LOQ)          \
     {                                                                                   \
-        double bad_p = 0.0, bad_q = 0.0;                                                \
-        FKL_FOR2(i, N, x, P, y, Q, reduction(+ : ACC, SUMP, SUMQ, bad_p, bad_q), {      \
+        double below_p = FKL_BELOW_INIT, below_q = FKL_BELOW_INIT;                      \
+        FKL_FOR2(i, N, x, P, y, Q,                                                      \
+                 reduction(+ : ACC, SUMP, SUMQ) reduction(FKL_BELOW_RED : below_p, below_q), { \
             const double pv = x * (AP), qv = y * (AQ);                                  \
             const double t = (TERM);                                                    \
             ACC += (pv == 0.0) ? 0.0 : t;                                               \
             SUMP += pv;                                                                 \
             SUMQ += qv;                                                                 \
-            bad_p += (pv >= 0.0) ? 0.0 : 1.0;                                           \
-            bad_q += (qv >= 0x1p-1022) ? 0.0 : 1.0;                                     \
+            FKL_BELOW_ADD(below_p, pv, 0.0)                                             \
+            FKL_BELOW_ADD(below_q, qv, 0x1p-1022)                                       \
         })                                                                              \
-        LOP = (bad_p == 0.0) ? 0.0 : -1.0;                                              \
-        LOQ = (bad_q == 0.0) ? 1.0 : 0.0;                                               \
+        LOP = FKL_BELOW_NONE(below_p, 0.0) ? 0.0 : -1.0;                                \
+        LOQ = FKL_BELOW_NONE(below_q, 0x1p-1022) ? 1.0 : 0.0;                           \
     }
 
 /* The fast loop of KL and symmetric KL with a float32 result, for rows of

@@ -95,17 +95,16 @@ static inline double FKL_S(fkl_entropy_row)(const FKL_T *p, ptrdiff_t n, int mod
             FKL_LANE_MIN_INTO(lo, cl)
             tiny = (double)FKL_TINY;
         } else {
-            /* `small` counts values that are not zero or normal (a count: clang
-             * vectorises no select-based min of doubles without fast-math) */
-            double small = 0.0;
-            FKL_FOR1(i, n, x, p, reduction(+ : acc, sum, small), {
+            /* the smallest nonzero value, or the count of non-normal ones (FKL_BELOW_*) */
+            double below = FKL_BELOW_INIT;
+            FKL_FOR1(i, n, x, p, reduction(+ : acc, sum) reduction(FKL_BELOW_RED : below), {
                 const double pv = x * ap;
                 const double pz = (pv == 0.0) ? 1.0 : pv;
                 acc += pv * fkl_log_normal(pz);
                 sum += pv;
-                small += (pz >= 0x1p-1022) ? 0.0 : 1.0;
+                FKL_BELOW_ADD(below, pz, 0x1p-1022)
             })
-            lo = (small == 0.0) ? 1.0 : 0.0;
+            lo = FKL_BELOW_NONE(below, 0x1p-1022) ? 1.0 : 0.0;
         }
         info->sum_p = sum;
         /* |acc| < inf: a float fast loop may overflow where double would not */
