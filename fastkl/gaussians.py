@@ -105,8 +105,10 @@ def kl_normal(
     values = (mu_p, logvar_p) + (() if prior else (mu_q, logvar_q))
     arrs = _arrays.common_float(*(_arrays.widen_half(_arrays.as_float_array(v, n)) for v, n in zip(values, names)))
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(arrs[0]), dtype)
-    if return_grad and res_dtype != arrs[0].dtype:
-        arrs = tuple(a.astype(res_dtype) for a in arrs)
+    if return_grad and res_dtype == np.float64 and arrs[0].dtype != np.float64:
+        arrs = tuple(a.astype(np.float64) for a in arrs)  # float64 gradients of float32 input
+    # (float64 input with dtype=float32 is computed from the float64 values; only the
+    # results are rounded, as documented)
     views, outer = _arrays.broadcast_rows(list(arrs), names, axis)
     n_rows = int(np.prod(outer))
     grads = [np.empty(views[0].shape, arrs[0].dtype) for _ in range(2)] if return_grad else [None, None]
@@ -116,7 +118,7 @@ def kl_normal(
     _driver.rows(_driver.KERNELS["normal"], ins, grads, outer, val=rows, ival=int(prior), scale=scale,
                  params=(gscale,), n_threads=n_threads)
     if red == "none":
-        res = rows.astype(res_dtype, copy=False)
+        res = _arrays.rounded(rows, res_dtype)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res
@@ -131,6 +133,7 @@ def kl_normal(
         return result
     ax = _arrays.check_axis(axis, len(views[0].shape))
     shapes = (np.shape(arrs[0]), np.shape(arrs[1]))
-    out_grads = tuple(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape) for g, shape in zip(grads, shapes))
+    out_grads = tuple(_arrays.rounded(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape), res_dtype)
+                      for g, shape in zip(grads, shapes))
     return result, out_grads
 

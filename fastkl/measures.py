@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _driver
+from . import _arrays, _driver, _threads
 
 Reduction = Literal["none", "sum", "mean"]
 
@@ -88,6 +88,9 @@ def _doc(text: str | None) -> str | None:
 
 
 _KERNEL = _driver.KERNELS
+#: The default axis; ``axis is _LAST`` (CPython's cached -1) lets the common call skip the
+#: checks of :func:`fastkl._arrays.measure_axis_out`, as the driver's own fast path does.
+_LAST = -1
 
 
 def entropy(
@@ -126,8 +129,12 @@ def entropy(
     >>> fastkl.entropy([[1.0, 0.0], [0.25, 0.75]])
     array([0.        , 0.56233514])
     """
-    return _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def kl_divergence(
@@ -173,8 +180,12 @@ def kl_divergence(
     >>> fastkl.kl_divergence([[0.5, 0.5], [1.0, 0.0]], [0.5, 0.5], base=2)
     array([0., 1.])
     """
-    return _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def cross_entropy(
@@ -214,8 +225,12 @@ def cross_entropy(
     >>> float(fastkl.cross_entropy([1.0, 0.0], [0.0, 1.0]))  # p > 0 where q = 0
     inf
     """
-    return _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def symmetric_kl(
@@ -253,8 +268,12 @@ def symmetric_kl(
     >>> round(float(fastkl.symmetric_kl([0.5, 0.5], [0.25, 0.75])), 6)
     0.274653
     """
-    return _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def js_divergence(
@@ -288,6 +307,8 @@ def js_divergence(
         Return the Jensen-Shannon *distance*, the square root of the
         divergence in the units of ``base``, per row before any reduction
         (:func:`scipy.spatial.distance.jensenshannon` with ``normalize=True``).
+        Needs ``base > 1`` (``ValueError`` otherwise: the divergence in the
+        units of a base below 1 is negative).
     log_p, log_q : bool, default False
         The arguments hold natural-log probabilities (``-inf`` is 0).
     {common}
@@ -300,8 +321,14 @@ def js_divergence(
     >>> round(float(fastkl.js_divergence([0.5, 0.5], [0.25, 0.75], distance=True)), 6)
     0.183908
     """
-    return _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads, distance)
+    if distance and base is not None:
+        _arrays.check_distance_base(base)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads, distance)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def kl_bernoulli(
@@ -378,12 +405,15 @@ def kl_bernoulli(
     """
     red = _arrays.check_reduction(reduction)
     scale = _arrays.base_scale(base)
+    _threads.validate(n_threads)  # the elementwise path runs no kernel on empty inputs
     a = _arrays.widen_half(_arrays.as_float_array(p, "p"))
     b = _arrays.widen_half(_arrays.as_float_array(q, "q"))
     a, b = _arrays.common_float(a, b)
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
-    if res_dtype != a.dtype:  # dtype=float64 for float32 input: compute from float64 copies
-        a, b = a.astype(res_dtype), b.astype(res_dtype)
+    if res_dtype == np.float64 and a.dtype != np.float64:  # dtype=float64 for float32 input: float64 copies
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    # (float64 input with dtype=float32 is computed from the float64 values, and only
+    # the result rounded: rounding p and q first would lose nearly equal coins)
     kernel = _KERNEL["bernoulli"]
     if axis is None:
         try:
@@ -392,28 +422,28 @@ def kl_bernoulli(
             raise ValueError(f"shapes do not broadcast together: p {a.shape}, q {b.shape}") from None
         views = [x if x.shape == shape else np.broadcast_to(x, shape) for x in (a, b)]
         values = None
-        if red == "none":
-            if out is not None:
-                _arrays.check_out(out, shape, res_dtype)
-            values = out if out is not None and out.flags.c_contiguous else np.empty(shape, res_dtype)
+        if out is not None:  # before any work: a scalar or integer `out` is refused, not assigned to
+            _arrays.check_out(out, shape if red == "none" else (), res_dtype)
+        if red == "none":  # the kernel writes the dtype it computes in
+            values = (out if out is not None and out.flags.c_contiguous and out.flags.aligned
+                      and out.dtype == a.dtype else np.empty(shape, a.dtype))
         total, bits = _driver.elementwise(kernel, views, [values], scale=scale, flags=validate,
                                           n_threads=n_threads)
         _raise_outside_unit(bits, views)
         if red == "none":
+            values = _arrays.rounded(values, res_dtype)
             if out is not None and values is not out:
                 np.copyto(out, values)
             return out if out is not None else (values[()] if values.ndim == 0 else values)
         count = int(np.prod(shape))
-        value = total / count if red == "mean" else total
-        if red == "mean" and not count:
-            value = float("nan")
+        value = (total / count if count else float("nan")) if red == "mean" else total  # an empty mean: NaN
         return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
     views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
     rows = np.empty(outer, np.float64)
     bad = _driver.rows(kernel, views, [None], outer, val=rows, flags=validate, scale=scale, n_threads=n_threads)
     _raise_outside_unit(int(np.bitwise_or.reduce(bad.reshape(-1))) if bad is not None and bad.size else 0, views)
     if red == "none":
-        res = rows.astype(res_dtype, copy=False)
+        res = _arrays.rounded(rows, res_dtype)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res
