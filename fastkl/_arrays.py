@@ -106,11 +106,18 @@ def compute_dtype(arr: np.ndarray) -> np.dtype:
     return _F64 if arr.dtype == _F64 else _F32
 
 
-def check_axis(axis, ndim: int, name: str = "axis") -> int:
+def axis_arg(axis, name: str = "axis") -> int:
+    """``axis`` as a Python int (numpy integers accepted); floats, bools and the rest are refused."""
+    if isinstance(axis, (bool, np.bool_)):  # as numpy: True is not axis 1
+        raise TypeError(f"{name} must be an int, got {axis!r}")
     try:
-        ax = operator.index(axis)
+        return operator.index(axis)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {axis!r}") from None
+
+
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    ax = axis_arg(axis, name)
     if not -ndim <= ax < ndim:
         raise np.exceptions.AxisError(ax, ndim) if hasattr(np, "exceptions") else ValueError(
             f"{name}={axis} is out of bounds for an array of dimension {ndim}"
@@ -134,6 +141,14 @@ def base_scale(base) -> float:
     if not (b > 0.0 and b != 1.0 and np.isfinite(b)):
         raise ValueError(f"base must be > 0, finite and != 1, got {base!r}")
     return 1.0 / np.log(b)
+
+
+def check_distance_base(base) -> None:
+    """A Jensen-Shannon *distance* needs base > 1: in the units of a base below 1
+    the divergence is negative and has no real square root."""
+    if base_scale(base) < 0:
+        raise ValueError(f"base must be > 1 with distance=True (the divergence in base {base!r} units "
+                         f"is negative: it has no square root); got base={base!r}")
 
 
 def result_dtype(compute: np.dtype, dtype) -> np.dtype:
@@ -199,6 +214,43 @@ def row_blocks(views: Sequence[np.ndarray], outer: tuple[int, ...]):
         yield idx, [v[idx] for v in views]
 
 
+def rounded(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float64 results rounded to ``dtype`` (no copy when they already are).
+
+    A float32 result beyond float32's range is inf, the correctly rounded
+    value, as the kernels write it: no "overflow encountered in cast" warning.
+    """
+    if values.dtype == dtype:
+        return values
+    with np.errstate(over="ignore"):
+        return values.astype(dtype)
+
+
+def kernel_writable(out: np.ndarray) -> bool:
+    """Whether the kernels may write ``out`` in place: aligned, with strides that are whole
+    items (they step by ``stride // itemsize`` elements).  Other outputs -- a view at an odd
+    byte offset, byte strides such as 11 -- are computed into a temporary and copied."""
+    return out.flags.aligned and all(s % out.itemsize == 0 for s in out.strides)
+
+
+def measure_axis_out(axis, out):
+    """A measure's ``axis`` as an int (floats and bools refused before the driver's fast
+    path takes ``-1.0`` for ``-1``), and the ``out`` it may write in place: None for an
+    unaligned one, which gets the result copied by :func:`into`."""
+    if type(axis) is not int:
+        axis = axis_arg(axis)
+    direct = out if not isinstance(out, np.ndarray) or out.flags.aligned else None
+    return axis, direct
+
+
+def into(out, result):
+    """``result`` (computed without ``out``) stored into ``out`` after the usual checks."""
+    res = np.asarray(result)
+    check_out(out, res.shape, res.dtype)
+    out[...] = res
+    return out
+
+
 def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
     """Check a caller-provided output array (``name`` is the argument's name in errors)."""
     if not isinstance(out, np.ndarray):
@@ -253,6 +305,7 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
-    g = g.sum(axis=tuple(range(lead))) if lead else g
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
+    with np.errstate(over="ignore", invalid="ignore"):  # inf (or inf - inf) is the sum's value
+        g = g.sum(axis=tuple(range(lead))) if lead else g
+        axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+        return g.sum(axis=axes, keepdims=True) if axes else g

@@ -42,8 +42,11 @@ def show_config(file=None) -> None:
     >>> fastkl.show_config()  # doctest: +ELLIPSIS
     fastkl ...
     """
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(f"file must be a writable file-like object (with a write method) or None, "
+                        f"got {type(file).__name__}")
     cfg = config()
     lines = [f"fastkl {cfg['version']}"]
     width = max(len(k) for k in cfg)
     lines += [f"  {k:<{width}} : {', '.join(v) if isinstance(v, list) else v}" for k, v in cfg.items() if k != "version"]
-    print("\n".join(lines), file=file or sys.stdout)
+    print("\n".join(lines), file=sys.stdout if file is None else file)

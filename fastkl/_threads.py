@@ -27,6 +27,10 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+#: The largest thread count the driver can hold (a C int); larger requests are errors.
+MAX_THREADS = 2**31 - 1
+
+
 def check(n_threads, name: str = "n_threads") -> int:
     """Validate an explicit ``n_threads`` (not None): ``-1`` means all cores."""
     if isinstance(n_threads, (bool, np.bool_)):
@@ -39,7 +43,15 @@ def check(n_threads, name: str = "n_threads") -> int:
         return cpu_count()
     if n_threads < 1:
         raise ValueError(f"{name} must be None, -1 or a positive int, got {n_threads}")
+    if n_threads > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS}, got {n_threads}")
     return n_threads
+
+
+def validate(n_threads) -> None:
+    """Check ``n_threads`` up front, for calls that may not reach a kernel (empty inputs)."""
+    if n_threads is not None:
+        check(n_threads)
 
 
 def set_num_threads(n_threads: int | None) -> None:

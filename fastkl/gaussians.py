@@ -128,11 +128,7 @@ def kl_normal(
     _driver.rows(_driver.KERNELS["normal"], ins, grads, outer, val=rows, ival=int(prior), scale=scale,
                  params=(gscale,), n_threads=n_threads)
     if red == "none":
-        if res_dtype == np.float64:
-            res = rows
-        else:
-            with np.errstate(over="ignore"):  # a float32 result beyond 3.4e38 is inf, correctly rounded
-                res = rows.astype(res_dtype)
+        res = _arrays.rounded(rows, res_dtype)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res
@@ -147,9 +143,7 @@ def kl_normal(
         return result
     ax = _arrays.check_axis(axis, len(views[0].shape))
     shapes = (np.shape(mu_p), np.shape(logvar_p))
-    out_grads = tuple(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape) for g, shape in zip(grads, shapes))
-    if out_grads[0].dtype != res_dtype:
-        with np.errstate(over="ignore"):
-            out_grads = tuple(g.astype(res_dtype) for g in out_grads)
+    out_grads = tuple(_arrays.rounded(_arrays.sum_to_shape(np.moveaxis(g, -1, ax), shape), res_dtype)
+                      for g, shape in zip(grads, shapes))
     return result, out_grads
 

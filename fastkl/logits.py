@@ -38,7 +38,7 @@ from typing import Iterator, Literal, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _arrays, _dask, _driver
+from . import _arrays, _dask, _driver, _threads
 
 #: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
 #: hook of each function costs numpy callers one dictionary lookup.
@@ -72,10 +72,12 @@ _K = _driver.KERNELS
 
 
 def _promotes(pred: np.ndarray, other) -> bool:
-    """True when a float64 ndarray meets a float32 prediction: the contract's
-    mixed float32/float64 rule computes in float64 (a copy of the prediction).
-    Python scalars and lists are weak, as in numpy: they take ``pred``'s dtype."""
-    return pred.dtype == np.float32 and isinstance(other, np.ndarray) and other.dtype == np.float64
+    """True when a float64 ndarray meets a float32 (or float16/bfloat16) prediction:
+    the contract's mixed-pair rule computes in float64 (a copy of the prediction),
+    as the measures do and as PyTorch promotes.  Python scalars and lists are
+    weak, as in numpy: they take ``pred``'s dtype."""
+    return ((pred.dtype == np.float32 or _arrays.is_half(pred.dtype)) and isinstance(other, np.ndarray)
+            and other.dtype == np.float64)
 
 
 def _as_dtype(x, name: str, dtype: np.dtype) -> np.ndarray:
@@ -122,7 +124,7 @@ def _reduced(rows64: np.ndarray, reduction: str, denominator: float, dtype: np.d
     """Per-row float64 values -> the requested reduction, in ``dtype`` (a mean
     divides by ``denominator``; 0/0 is NaN as in numpy and PyTorch)."""
     if reduction == "none":
-        res = rows64.astype(dtype, copy=False)
+        res = _arrays.rounded(rows64, dtype)
         return res[()] if res.ndim == 0 else res
     # rows64 is a new C-contiguous array: reshape(-1) is a view
     return _driver.sum_rows(rows64.reshape(-1), reduction, dtype == np.float32, None, denominator)
@@ -234,7 +236,7 @@ def logsumexp(
     dtype = _arrays.compute_dtype(arr)
     if out is not None:
         _arrays.check_out(out, outer, dtype)
-    res = out if out is not None and out.flags.c_contiguous else np.empty(outer, dtype=dtype)
+    res = out if out is not None and out.flags.c_contiguous and out.flags.aligned else np.empty(outer, dtype=dtype)
     _driver.rows(_K["logsumexp"], [view], [], outer, val=res, n_threads=n_threads)
     if out is not None and res is not out:
         np.copyto(out, res)
@@ -242,6 +244,7 @@ def logsumexp(
 
 
 def _softmax_family(x, axis, out, n_threads, log: bool):
+    _threads.validate(n_threads)  # also when an empty input runs no kernel
     arr = _arrays.as_float_array(x, "x")
     if arr.ndim == 0:
         raise ValueError("x must have at least one dimension (the axis to normalise)")
@@ -250,10 +253,13 @@ def _softmax_family(x, axis, out, n_threads, log: bool):
     if out is not None:
         _arrays.check_out(out, arr.shape, dtype)
         _check_alias(out, "out", arr, "x")
-    res = out if out is not None else np.empty(arr.shape, dtype=dtype)
+    res = out if out is not None and _arrays.kernel_writable(out) else np.empty(arr.shape, dtype=dtype)
     xv, ov = _last_axis(arr, ax), _last_axis(res, ax)
     if xv.shape[-1]:
         _driver.rows(_K["log_softmax" if log else "softmax"], [xv], [ov], xv.shape[:-1], n_threads=n_threads)
+    if out is not None and res is not out:  # an unaligned or odd-strided `out`
+        np.copyto(out, res)
+        return out
     return res
 
 
@@ -522,6 +528,7 @@ def softmax_cross_entropy(
     if not _INT64_MIN <= ignore <= _INT64_MAX:
         raise ValueError(f"ignore_index must fit in int64, got {ignore}")
     return_grad = _check_flag(return_grad, "return_grad")
+    _threads.validate(n_threads)
 
     z = _arrays.as_float_array(logits, "logits")
     if z.ndim == 0:
@@ -565,17 +572,24 @@ def softmax_cross_entropy(
     # A zero denominator with rows left (all their weights 0) gives NaN
     # gradients there, as in PyTorch; fully ignored rows get 0 regardless.
     gscale = (1.0 / denominator if denominator else math.inf) if reduction == "mean" else 1.0
-    wsum = float(n_classes) if w is None else float(np.sum(w))
+    with np.errstate(over="ignore", invalid="ignore"):
+        wsum = float(n_classes) if w is None else float(np.sum(w))
 
+    # the kernel writes the gradient in place only into an aligned, whole-item-strided array
+    kgrad = grad if grad is None or _arrays.kernel_writable(grad) else np.empty(z.shape, dtype)
     rows = np.empty(outer, dtype=np.float64)
-    if n_rows:
-        gv = [_last_axis(grad, ax) if grad is not None else None]
+    if n_rows and not n_classes:
+        rows[...] = 0.0  # no classes: an empty sum (the kernel's softmax of nothing would be NaN)
+    elif n_rows:
+        gv = [_last_axis(kgrad, ax) if kgrad is not None else None]
         if index_target:
             _driver.rows(_K["ce_index"], [zv], gv, outer, val=rows, labels=labels, weight=w, ival=ignore,
                          params=(wsum, eps), scale=gscale, n_threads=n_threads)
         else:
             _driver.rows(_K["ce_prob"], [zv, tv], gv, outer, val=rows, weight=w, params=(wsum, eps),
                          scale=gscale, n_threads=n_threads)
+    if kgrad is not grad:
+        np.copyto(grad, kgrad)
     loss = _reduced(rows, reduction, denominator, dtype)
     return (loss, grad) if return_grad else loss
 
@@ -649,6 +663,7 @@ def kl_divergence_logits(
     if not (t > 0.0 and math.isfinite(t)):
         raise ValueError(f"temperature must be > 0 and finite, got {temperature!r}")
     return_grad = _check_flag(return_grad, "return_grad")
+    _threads.validate(n_threads)
     a = _arrays.as_float_array(p_logits, "p_logits")
     b = _arrays.as_float_array(q_logits, "q_logits")
     q_shape = b.shape
@@ -663,7 +678,9 @@ def kl_divergence_logits(
     grad = np.empty(full_shape, dtype=dtype) if return_grad else None
     gscale = (1.0 / n_rows if n_rows else 0.0) if reduction == "mean" else 1.0
     rows = np.empty(outer, dtype=np.float64)
-    if n_rows:
+    if n_rows and not av.shape[-1]:
+        rows[...] = 0.0  # no classes: an empty sum, as the measures (the kernel would give NaN)
+    elif n_rows:
         _driver.rows(_K["kl_logits"], [av, bv], [_last_axis(grad, ax) if return_grad else None], outer,
                      val=rows, params=(1.0 / t,), scale=gscale, n_threads=n_threads)
     loss = _reduced(rows, reduction, float(n_rows), dtype)
@@ -776,6 +793,7 @@ def binary_cross_entropy(
     if "dask.array" in _MODULES and _dask.any_dask(p, y, weight):
         return _dask.call(binary_cross_entropy, locals())
     reduction = _arrays.check_reduction(reduction)
+    _threads.validate(n_threads)
     (pv, yv, wv), p_arr, shape, dtype = _bce_operands(p, "p", y, weight)
     with np.errstate(invalid="ignore"):  # as torch: targets must lie in [0, 1]
         bad_y = ~((yv >= 0) & (yv <= 1))
@@ -871,6 +889,7 @@ def binary_cross_entropy_with_logits(
         return _dask.call(binary_cross_entropy_with_logits, locals())
     reduction = _arrays.check_reduction(reduction)
     return_grad = _check_flag(return_grad, "return_grad")
+    _threads.validate(n_threads)
     (xv, yv, wv, rv), x_arr, shape, dtype = _bce_operands(
         x, "x", y, weight, extra=((pos_weight, "pos_weight"),)
     )

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _dask, _driver
+from . import _arrays, _dask, _driver, _threads
 
 #: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
 #: hook of each function costs numpy callers one dictionary lookup.
@@ -94,6 +94,9 @@ def _doc(text: str | None) -> str | None:
 
 
 _KERNEL = _driver.KERNELS
+#: The default axis; ``axis is _LAST`` (CPython's cached -1) lets the common call skip the
+#: checks of :func:`fastkl._arrays.measure_axis_out`, as the driver's own fast path does.
+_LAST = -1
 
 
 def entropy(
@@ -134,8 +137,12 @@ def entropy(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p):
         return _dask.call(entropy, locals())
-    return _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def kl_divergence(
@@ -183,8 +190,12 @@ def kl_divergence(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(kl_divergence, locals())
-    return _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def cross_entropy(
@@ -226,8 +237,12 @@ def cross_entropy(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(cross_entropy, locals())
-    return _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def symmetric_kl(
@@ -267,8 +282,12 @@ def symmetric_kl(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(symmetric_kl, locals())
-    return _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def js_divergence(
@@ -302,6 +321,8 @@ def js_divergence(
         Return the Jensen-Shannon *distance*, the square root of the
         divergence in the units of ``base``, per row before any reduction
         (:func:`scipy.spatial.distance.jensenshannon` with ``normalize=True``).
+        Needs ``base > 1`` (``ValueError`` otherwise: the divergence in the
+        units of a base below 1 is negative).
     log_p, log_q : bool, default False
         The arguments hold natural-log probabilities (``-inf`` is 0).
     {common}
@@ -316,8 +337,14 @@ def js_divergence(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(js_divergence, locals())
-    return _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                           reduction, validate, out, dtype, n_threads, distance)
+    if distance and base is not None:
+        _arrays.check_distance_base(base)
+    direct = out
+    if out is not None or axis is not _LAST:  # (the common call skips both checks)
+        axis, direct = _arrays.measure_axis_out(axis, out)
+    res = _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                          reduction, validate, direct, dtype, n_threads, distance)
+    return res if direct is out else _arrays.into(out, res)
 
 
 def kl_bernoulli(
@@ -396,6 +423,7 @@ def kl_bernoulli(
         return _dask.call(kl_bernoulli, locals())
     red = _arrays.check_reduction(reduction)
     scale = _arrays.base_scale(base)
+    _threads.validate(n_threads)  # the elementwise path runs no kernel on empty inputs
     a = _arrays.widen_half(_arrays.as_float_array(p, "p"))
     b = _arrays.widen_half(_arrays.as_float_array(q, "q"))
     if a.dtype != b.dtype:
@@ -414,26 +442,22 @@ def kl_bernoulli(
             raise ValueError(f"shapes do not broadcast together: p {a.shape}, q {b.shape}") from None
         views = [x if x.shape == shape else np.broadcast_to(x, shape) for x in (a, b)]
         values = None
-        if red == "none":
-            if out is not None:
-                _arrays.check_out(out, shape, res_dtype)
-            # the kernel writes values of its input's type: float64 for a float32 result of
-            # float64 input, rounded once below
-            direct = out is not None and out.flags.c_contiguous and out.dtype == a.dtype
-            values = out if direct else np.empty(shape, a.dtype)
+        if out is not None:  # before any work: a scalar or integer `out` is refused, not assigned to
+            _arrays.check_out(out, shape if red == "none" else (), res_dtype)
+        if red == "none":  # the kernel writes the dtype it computes in
+            values = (out if out is not None and out.flags.c_contiguous and out.flags.aligned
+                      and out.dtype == a.dtype else np.empty(shape, a.dtype))
         total, bits = _driver.elementwise(kernel, views, [values], scale=scale, flags=validate,
                                           n_threads=n_threads)
         if bits:
             _raise_outside_unit(bits, views)
         if red == "none":
-            if out is not None:
-                if values is not out:
-                    np.copyto(out, values)
-                return out
-            values = values.astype(res_dtype, copy=False)
-            return values[()] if values.ndim == 0 else values
+            values = _arrays.rounded(values, res_dtype)
+            if out is not None and values is not out:
+                np.copyto(out, values)
+            return out if out is not None else (values[()] if values.ndim == 0 else values)
         count = math.prod(shape)
-        value = (total / count if count else float("nan")) if red == "mean" else total
+        value = (total / count if count else float("nan")) if red == "mean" else total  # an empty mean: NaN
         return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
     views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
     rows = np.empty(outer, np.float64)
@@ -441,7 +465,7 @@ def kl_bernoulli(
     if bad is not None and bad.any():
         _raise_outside_unit(int(np.bitwise_or.reduce(bad.reshape(-1))), views)
     if red == "none":
-        res = rows.astype(res_dtype, copy=False)
+        res = _arrays.rounded(rows, res_dtype)
         if out is not None:
             _arrays.check_out(out, outer, res_dtype)
             out[...] = res

@@ -13,12 +13,13 @@ on fastkl's threads.
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _arrays, _dask, _driver
+from . import _arrays, _dask, _driver, _threads
 
 #: ``sys.modules``: a Dask array can only exist once ``dask.array`` is imported, so the Dask
 #: hook of each function costs numpy callers one dictionary lookup.
@@ -44,38 +45,73 @@ def _operands(P, Q, names=("P", "Q")):
     return a, b
 
 
-def _setup(P, Q, base, log_p, log_q, out, dtype):
+def _setup(P, Q, base, log_p, log_q, out, dtype, n_threads):
     """What both pairwise functions start with: the base's scale, the
-    operands, ``log_q`` (``log_p``'s when Q is P) and the (M, N) result."""
+    operands, ``log_q`` (``log_p``'s when Q is P) and the (M, N) array to
+    compute into: a new one, ``out``, or -- when ``out`` shares memory with an
+    input (``out=P``), which the kernels would overwrite while reading it -- a
+    temporary that :func:`_finish` copies into ``out``."""
     scale = _arrays.base_scale(base)
+    _threads.validate(n_threads)  # also when an empty input returns before any kernel
     a, b = _operands(P, Q)
     if Q is None:
         log_q = log_p
     res_dtype = _arrays.result_dtype(_arrays.compute_dtype(a), dtype)
     shape = (a.shape[0], b.shape[0])
-    res = np.empty(shape, res_dtype) if out is None else _arrays.check_out(out, shape, res_dtype)
-    return scale, a, b, log_q, res
+    if out is None:
+        return scale, a, b, log_q, np.empty(shape, res_dtype)
+    _arrays.check_out(out, shape, res_dtype)
+    alias = np.may_share_memory(out, a) or np.may_share_memory(out, b)
+    return scale, a, b, log_q, (np.empty(shape, res_dtype) if alias else out)
 
 
-_controller = None
+def _finish(res, out):
+    if out is not None and res is not out:
+        out[...] = res
+        return out
+    return res
 
 
+#: BLAS's thread count is process-wide: concurrent calls share one limit, set by
+#: the first of them and restored by the last (each setting and restoring its own
+#: would interleave and leave BLAS limited after they all returned).
+_blas_lock = threading.Lock()
+_blas_limiter = None
+_blas_users = 0
+_controller = None  # threadpoolctl's, built on first use
+
+
+@contextmanager
 def _blas_threads(n_threads):
-    """Limit BLAS to ``n_threads`` for the matrix products (when threadpoolctl is installed)."""
-    global _controller
-    if n_threads is None:
-        return nullcontext()
-    from . import _threads
+    """Limit BLAS to ``n_threads`` for the matrix products (when threadpoolctl is installed).
 
+    While calls from several Python threads overlap, the limit of the first one holds.
+    """
+    global _blas_limiter, _blas_users, _controller
+    if n_threads is None:
+        yield
+        return
     n = _threads.check(n_threads)
     if _controller is None:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # without it, BLAS keeps its own thread count
-            return nullcontext()
+            yield
+            return
         # Finding the loaded libraries is the slow part (~0.5 ms): once per process.
         _controller = ThreadpoolController()
-    return _controller.limit(limits=n, user_api="blas")
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _controller.limit(limits=n, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _check_probabilities(x: np.ndarray, name: str, log: bool) -> None:
@@ -165,14 +201,14 @@ def pairwise_kl(
     """
     if "dask.array" in _MODULES and _dask.any_dask(P, Q):
         return _dask.call(pairwise_kl, locals())
-    scale, a, b, log_q, res = _setup(P, Q, base, log_p, log_q, out, dtype)
+    scale, a, b, log_q, res = _setup(P, Q, base, log_p, log_q, out, dtype, n_threads)
     same, m, n = Q is None, a.shape[0], b.shape[0]
     if validate:
         _check_probabilities(a, "P", log_p)
         if not same:
             _check_probabilities(b, "Q", log_q)
     if m == 0 or n == 0:
-        return res
+        return _finish(res, out)
     # H_i = sum p log p, in float64, scaled: -entropy of each row.
     h = _driver.measure(_driver.KERNELS["entropy"], ("P",), a, None, -1, None, log_p, False, False,
                         "none", False, None, np.float64, n_threads)
@@ -183,7 +219,7 @@ def pairwise_kl(
     # within BLOCK_BYTES.
     rows_q = max(1, min(n, BLOCK_BYTES // (8 * max(k, 1))))
     rows_p = max(1, min(BLOCK_BYTES // (8 * max(k, 1)), BLOCK_BYTES // (8 * rows_q)))
-    direct = res.dtype == np.float64 and res.flags.c_contiguous
+    direct = res.dtype == np.float64 and res.flags.c_contiguous and res.flags.aligned
     with _blas_threads(n_threads), np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for j0 in range(0, n, rows_q):
             qb = b[j0:j0 + rows_q].astype(np.float64, copy=False)
@@ -200,14 +236,38 @@ def pairwise_kl(
                 dst = tile if direct else np.empty(tile.shape)
                 np.matmul(p64, lq.T, out=dst)             # -scale * P_i . log Q_j
                 np.add(dst, h[i0:i0 + len(pb), None], out=dst)
-                if has_zero:                               # p > 0 where q = 0: +inf (NaN stays NaN)
+                if has_zero:                               # p > 0 where q = 0: +inf (in nats)
                     hit = (p64[:, zcols] > 0).astype(np.float64) @ zero[:, zcols].T.astype(np.float64)
-                    dst[(hit > 0) & ~np.isnan(dst)] = np.inf
+                    dst[hit > 0] = np.inf if scale > 0 else -np.inf  # a base below 1 flips the sign
                 if dst is not tile:
                     tile[...] = dst
-    if same:  # KL(P_i || P_i) = 0 exactly, except that NaN propagates (validate=False)
-        np.fill_diagonal(res, np.where(np.isnan(a).any(axis=1), np.nan, 0.0))
-    return res
+    # The identity needs finite, non-negative probabilities: a row holding inf (a
+    # log-probability above ~709), a negative value or NaN (validate=False) is
+    # computed pair by pair by the row kernel instead, with its conventions.
+    special_p = _special_rows(a, log_p)
+    special_q = special_p if same else _special_rows(b, log_q)
+    kl = _driver.KERNELS["kl"]
+    for i in np.flatnonzero(special_p):
+        res[i, :] = _driver.measure(kl, ("P", "Q"), a[i], b, -1, base, log_p, log_q, False, "none", False,
+                                    None, np.float64, n_threads)
+    for j in np.flatnonzero(special_q):
+        res[:, j] = _driver.measure(kl, ("P", "Q"), a, b[j], -1, base, log_p, log_q, False, "none", False,
+                                    None, np.float64, n_threads)
+    if same:  # exactly 0, but NaN propagates
+        np.fill_diagonal(res, 0.0)
+        nan_rows = np.flatnonzero(np.isnan(a).any(axis=1)) if special_p.any() else ()
+        res[nan_rows, nan_rows] = np.nan
+    return _finish(res, out)
+
+
+def _special_rows(x: np.ndarray, log: bool) -> np.ndarray:
+    """Rows the matrix-product identity cannot take: probabilities outside [0, inf) or NaN."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if log:
+            ok = x < 709.0  # exp() finite (NaN fails too)
+        else:
+            ok = (x >= 0) & (x < np.inf)
+        return ~np.all(ok, axis=1)
 
 
 def pairwise_js(
@@ -245,7 +305,7 @@ def pairwise_js(
         The second set; ``None`` compares ``P`` with itself (diagonal 0).
     distance : bool, default False
         Return the Jensen-Shannon distance, the square root of the divergence
-        in the units of ``base``.
+        in the units of ``base`` (which must then be > 1).
     base : float, optional
         Logarithm base: ``None`` for nats, ``2`` for bits.
     log_p, log_q : bool, default False
@@ -280,13 +340,15 @@ def pairwise_js(
     """
     if "dask.array" in _MODULES and _dask.any_dask(P, Q):
         return _dask.call(pairwise_js, locals())
-    scale, a, b, log_q, res = _setup(P, Q, base, log_p, log_q, out, dtype)
+    if distance:
+        _arrays.check_distance_base(base)
+    scale, a, b, log_q, res = _setup(P, Q, base, log_p, log_q, out, dtype, n_threads)
     same, m, n = Q is None, a.shape[0], b.shape[0]
     if m == 0 or n == 0:
-        return res
+        return _finish(res, out)
     a = np.ascontiguousarray(a)
     b = a if same else np.ascontiguousarray(b)
-    dst = res if res.flags.c_contiguous else np.empty((m, n), res.dtype)
+    dst = res if res.flags.c_contiguous and res.flags.aligned else np.empty((m, n), res.dtype)
     mode = (_driver.LOG_P if log_p else 0) | (_driver.LOG_Q if log_q else 0) | (_driver.NORMALIZE if normalize else 0)
     flags = _driver.pairwise_js(a, b, dst, mode, scale, bool(distance), validate, n_threads)
     if flags is not None and flags.any():
@@ -294,4 +356,4 @@ def pairwise_js(
         _check_probabilities(b, "Q", log_q)
     if dst is not res:
         res[...] = dst
-    return res
+    return _finish(res, out)

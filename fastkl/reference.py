@@ -103,7 +103,7 @@ class _Dist:
     """A distribution argument held both as probabilities and as log-probabilities."""
 
     def __init__(self, x, is_log, normalize, axis):
-        x = _f64(x)
+        x = _f64(x) + 0.0  # -0.0 is a zero probability (p / -0.0 would be -inf, its log NaN)
         self.is_log = bool(is_log)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.is_log:
@@ -135,6 +135,11 @@ def _js_rows(P, Q, axis):
         else:
             M = _Dist(0.5 * (P.prob + Q.prob), False, False, axis)
     return 0.5 * _kl_rows(P, M, axis) + 0.5 * _kl_rows(Q, M, axis)
+
+
+def _check_distance_base(base, distance):
+    if distance and base is not None and _log_base_scale(base) < 0:
+        raise ValueError(f"base must be > 1 with distance=True, got {base!r}")
 
 
 def _js_finish(js, distance):
@@ -284,8 +289,8 @@ def js_divergence(p, q, /, *, distance=False, axis=-1, base=None, log_p=False, l
     .. math:: \\mathrm{JS}(p, q) = \\tfrac12 \\mathrm{KL}(p\\|m) + \\tfrac12 \\mathrm{KL}(q\\|m),
               \\qquad m = \\tfrac12 (p + q)
 
-    With ``distance=True`` the square root of the divergence (in units of ``base``) is
-    returned per row before the reduction, as :func:`scipy.spatial.distance.jensenshannon`
+    With ``distance=True`` the square root of the divergence (in units of ``base``, which
+    must then be > 1) is returned per row before the reduction, as :func:`scipy.spatial.distance.jensenshannon`
     does; unlike SciPy the inputs are normalised only with ``normalize=True``. A divergence
     that rounding leaves a few ulp below zero is clipped to 0 before the square root.
     Other keywords as in :func:`kl_divergence`.
@@ -297,6 +302,7 @@ def js_divergence(p, q, /, *, distance=False, axis=-1, base=None, log_p=False, l
     1.0
     """
     scale = _log_base_scale(base)
+    _check_distance_base(base, distance)
     P, Q = _dists(p, q, log_p, log_q, normalize, axis)
     return _reduce(_js_finish(_js_rows(P, Q, axis) * scale, distance), reduction)
 
@@ -370,6 +376,7 @@ def pairwise_js(P, Q=None, /, *, distance=False, base=None, log_p=False, log_q=F
            [1., 0.]])
     """
     scale = _log_base_scale(base)
+    _check_distance_base(base, distance)
     return _scalar(_js_finish(_js_rows(*_pairwise(P, Q, log_p, log_q), -1) * scale, distance))
 
 
@@ -502,10 +509,11 @@ def softmax_cross_entropy(logits, target, /, *, axis=-1, weight=None, ignore_ind
         raise ValueError(f"weight must have shape ({n_classes},), got {w.shape}")
     t = np.asarray(target)
     eps = float(label_smoothing)
+    uniform = eps / n_classes if n_classes else 0.0  # no classes: no smoothing term (an empty sum)
 
     if t.shape == np.shape(logits):  # probability rows
         t = np.moveaxis(_f64(t), axis, -1)
-        a = w * ((1.0 - eps) * t + eps / n_classes)
+        a = w * ((1.0 - eps) * t + uniform)
         ignored = np.zeros(z.shape[:-1], dtype=bool)
         denominator = ignored.size
     elif t.shape == z.shape[:-1]:  # class indices
@@ -519,7 +527,7 @@ def softmax_cross_entropy(logits, target, /, *, axis=-1, weight=None, ignore_ind
                              f"for {n_classes} classes")
         y = np.where(ignored, 0, t)
         onehot = np.arange(n_classes) == y[..., None]
-        a = np.where(ignored[..., None], 0.0, w * ((1.0 - eps) * onehot + eps / n_classes))
+        a = np.where(ignored[..., None], 0.0, w * ((1.0 - eps) * onehot + uniform))
         denominator = np.sum(np.where(ignored, 0.0, w[y]))
     else:
         raise ValueError(f"target shape {t.shape} is neither the logits shape "

@@ -69,3 +69,15 @@ def _no_leaked_state():
     yield
     assert _dispatch.current_level() == level, "a test leaked a SIMD level switch"
     fastkl.set_num_threads(None)
+
+
+# Hypothesis profiles of the fuzz harness (tests/test_fuzz.py): ``ci`` is the
+# default (a few dozen derandomised cases per function, seconds), ``long`` the
+# documented deep run (FASTKL_FUZZ=long or --hypothesis-profile=long).  They
+# only affect tests that ask for them (test_fuzz picks its profile itself).
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=40, deadline=None, database=None, derandomize=True,
+                          suppress_health_check=list(HealthCheck))
+settings.register_profile("long", max_examples=10_000, deadline=None, database=None,
+                          suppress_health_check=list(HealthCheck))

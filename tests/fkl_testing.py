@@ -6,12 +6,26 @@ can import them (pytest puts this directory on ``sys.path``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 
 import numpy as np
 import scipy.special as sp
+
+#: The message of the measures' "rows do not sum to 1" RuntimeWarning (validate=True).
+SUM_WARNING = r"does not hold probabilities that sum to 1"
+
+
+def unnormalised(expected=True):
+    """A block that must emit the "rows do not sum to 1" RuntimeWarning (a no-op when
+    ``expected`` is false): for tests whose rows are unnormalised on purpose, or by
+    construction of a layout (zero-stride columns repeat one value)."""
+    import pytest
+
+    return pytest.warns(RuntimeWarning, match=SUM_WARNING) if expected else contextlib.nullcontext()
+
 
 #: The three measures tested here, by their public names.
 MEASURES = ("entropy", "kl_divergence", "cross_entropy")

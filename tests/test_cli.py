@@ -26,7 +26,7 @@ import pytest
 
 import fastkl
 from fastkl import _files, cli
-from fkl_testing import subprocess_env
+from fkl_testing import subprocess_env, unnormalised
 
 
 @pytest.fixture
@@ -494,8 +494,12 @@ def test_axis_zero_and_3d_are_computed_directly(tmp_path, capsys):
     out = tmp_path / "h.npy"
     assert cli.main(["entropy", str(tmp_path / "p3.npy"), "-o", str(out)]) == 0
     np.testing.assert_allclose(np.load(out), fastkl.entropy(p), rtol=1e-14)
-    assert cli.main(["entropy", str(tmp_path / "p2.npy"), "--axis", "0", "--chunk-rows", "1"]) == 0
-    np.testing.assert_allclose(_printed(capsys.readouterr().out), fastkl.entropy(p[0], axis=0), rtol=1e-14)
+    # the columns of rows that are distributions are not: the library's warning comes through
+    with unnormalised():
+        assert cli.main(["entropy", str(tmp_path / "p2.npy"), "--axis", "0", "--chunk-rows", "1"]) == 0
+    with unnormalised():
+        want = fastkl.entropy(p[0], axis=0)
+    np.testing.assert_allclose(_printed(capsys.readouterr().out), want, rtol=1e-14)
 
 
 # --------------------------------------------------------------------------- file errors
