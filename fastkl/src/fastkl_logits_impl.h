@@ -314,19 +314,23 @@ static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *z, const FKL_T *t,
 
 /*
  * KL(softmax(a/T) || softmax(b/T)) for one row, a = teacher (p) logits,
- * b = student (q) logits, inv_t = 1/T:
- *   KL = D/Sa - log Sa + log Sb,  D = sum exp(a' - ma) ((a' - ma) - (b' - mb)),
+ * b = student (q) logits, inv_t = 1/T > 0:
+ *   KL = D/Sa - log Sa + log Sb,  D = sum exp(u) (u - v),
+ *   u = (a - max a)/T, v = (b - max b)/T,
  * and, when grad is not NULL, d KL / d b_c = gscale * (q_c - p_c) / T.
+ * Shifting before scaling: x * (1/T) - max would contract into an FMA that
+ * keeps half an ulp of |x/T| (wrong exponents beyond |x/T| ~ 1e16), and x/T
+ * alone can overflow where the shifted difference does not.
  */
 static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, const FKL_T *b,
                                               ptrdiff_t n, double inv_t,
                                               FKL_O *grad, double gscale)
 {
-    const double ma = FKL_S(fkl_row_shift)(a, n, inv_t);
-    const double mb = FKL_S(fkl_row_shift)(b, n, inv_t);
+    const double ma = FKL_S(fkl_row_shift)(a, n, 1.0);
+    const double mb = FKL_S(fkl_row_shift)(b, n, 1.0);
     double Sa = 0.0, Sb = 0.0, D = 0.0;
     FKL_FOR2(i, n, x, a, y, b, reduction(+ : Sa, Sb, D), {
-        const double u = x * inv_t - ma, v = y * inv_t - mb;   /* shifted: no cancellation of large logits */
+        const double u = (x - ma) * inv_t, v = (y - mb) * inv_t;
         const double ea = fkl_exp(u);
         Sa += ea;
         Sb += fkl_exp(v);
@@ -336,12 +340,12 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, const FKL_T *b,
     if (grad) {
         /* The gradient is rounded to the output type: its exps are taken
          * at that precision (FKL_EXPT), as the softmax cross-entropy's. */
-        const double g = gscale * inv_t, lse_a = ma + la, lse_b = mb + lb;
-#define FKL_KL_LOGITS_GRAD(AI, BI, G, INV_T, LSE_A, LSE_B)                               \
-        (FKL_O)((G) * (FKL_EXPT((double)FKL_LD(BI) * (INV_T) - (LSE_B))                 \
-                       - FKL_EXPT((double)FKL_LD(AI) * (INV_T) - (LSE_A))))
+        const double g = gscale * inv_t;
+#define FKL_KL_LOGITS_GRAD(AI, BI, G, INV_T, MA, MB, LA, LB)                             \
+        (FKL_O)((G) * (FKL_EXPT(((double)FKL_LD(BI) - (MB)) * (INV_T) - (LB))           \
+                       - FKL_EXPT(((double)FKL_LD(AI) - (MA)) * (INV_T) - (LA))))
         FKL_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_KL_LOGITS_GRAD(a[i], b[i], g, inv_t, lse_a, lse_b);
+        for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_KL_LOGITS_GRAD(a[i], b[i], g, inv_t, ma, mb, la, lb);
 #undef FKL_KL_LOGITS_GRAD
     }
     return D / Sa - la + lb;
@@ -351,7 +355,9 @@ static inline double FKL_S(fkl_kl_logits_row)(const FKL_T *a, const FKL_T *b,
  * Binary cross-entropy with logits over one row of elements, PyTorch's stable
  * form with weight w and pos_weight r:
  *   l = w [(1-y) x + (1 + (r-1) y) (log1p(exp(-|x|)) + max(-x, 0))]
- *   dl/dx = w [(1-y) - (1 + (r-1) y) sigmoid(-x)]
+ *   dl/dx = w [(1 + (r-1) y) sigmoid(x) - r y]
+ * (the gradient in PyTorch's form: (1-y) - (1 + (r-1) y) sigmoid(-x), its
+ * equal, cancels to noise for y = 0 and x << 0, where sigmoid(x) is tiny).
  * w and r are rows, or with `scalar_wr` single values (w[0], r[0]: no
  * weights, or scalar ones -- the common case, spelled out).  Writes
  * elementwise losses to `out` and gradients to `grad` when not NULL, and
@@ -377,8 +383,8 @@ static inline double FKL_S(fkl_bce_logits_row)(const FKL_T *x, const FKL_T *y, c
         if (WITH_OUT) OI = (FKL_O)l;                                                    \
         if (WITH_GRAD) {                                                                \
             const double u = 1.0 + e;                                                   \
-            const double sig_neg = (xv >= 0.0) ? e / u : 1.0 / u;  /* sigmoid(-x) */    \
-            GI = (FKL_O)((GSCALE) * wv * ((1.0 - yv) - lw * sig_neg));                  \
+            const double sig = (xv >= 0.0) ? 1.0 / u : e / u;      /* sigmoid(x) */     \
+            GI = (FKL_O)((GSCALE) * wv * (lw * sig - (RV) * yv));                       \
         }                                                                               \
     }
 #define FKL_BCE_LOGITS_LOOPS(I, N, ACC, GSCALE, WV, RV)                                 \
