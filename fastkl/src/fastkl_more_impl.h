@@ -103,8 +103,8 @@ FKL_INLINE double FKL_S(fkl_js_pair)(const FKL_T *p, double ap, const FKL_T *q, 
         FKL_FOR2(i, k, x, p, y, q, reduction(+ : acc, odd), {
             const double pv = x * ap, qv = y * aq;
             acc += fkl_js_term_normal(pv, qv);
-            odd += ((pv == 0.0) | (pv >= 0x1p-1022)) & ((qv == 0.0) | (qv >= 0x1p-1022))
-                   & (pv < FKL_INF) & (qv < FKL_INF) ? 0.0 : 1.0;
+            odd += (((pv == 0.0) | (pv >= 0x1p-1022)) & ((qv == 0.0) | (qv >= 0x1p-1022))
+                    & (pv < FKL_INF) & (qv < FKL_INF)) ? 0.0 : 1.0;
         })
         if (odd == 0.0) {
             acc *= 0.5;
