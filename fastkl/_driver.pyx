@@ -27,7 +27,7 @@ import warnings
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, NAN, fabs, sqrt
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -88,7 +88,7 @@ cdef extern from "fastkl_abi.h" nogil:
         double scale
         double param[4]
     ctypedef void (*fkl_row_fn)(const fkl_args *a, Py_ssize_t i, char *scratch) noexcept nogil
-    int FKL_LOG_P, FKL_LOG_Q, FKL_NORMALIZE, FKL_OUT_F32, FKL_CHECK_SUMS, FKL_SUM_OFF
+    int FKL_LOG_P, FKL_LOG_Q, FKL_NORMALIZE, FKL_OUT_F32, FKL_CHECK_SUMS, FKL_ROOT, FKL_SUM_OFF
     int FKL_SCRATCH_SLOTS, FKL_PAIR_BLOCK
 
 cdef extern from "numpy/arrayobject.h" nogil:
@@ -453,7 +453,9 @@ cdef int _check_flags(const unsigned char *bad, Py_ssize_t n_rows, tuple outer, 
             j += 1
         row = _row_index(first, outer)
         row_view = views[j][np.unravel_index(first, outer)] if len(outer) else views[j]
-        total = float(np.sum(row_view, dtype=np.float64))
+        with np.errstate(over="ignore", invalid="ignore"):  # the sum may overflow: inf is its value
+            row_sum = np.sum(row_view, dtype=np.float64)
+        total = float(row_sum)
         where = f"row {row}" if len(outer) else "the row"
         warnings.warn(
             f"{names[j]} does not hold probabilities that sum to 1: {where} sums to {total!r}; "
@@ -469,7 +471,7 @@ cdef object _scalar(double v, bint f32):
 cdef object _reduce_rows(const double *rows, Py_ssize_t n_rows, int red, bint f32, object out,
                          double denominator=-1.0):
     """Sum or mean of per-row values into a numpy scalar (or ``out[()]``)."""
-    cdef double total
+    cdef double total = 0.0
     with nogil:
         total = _sum(rows, n_rows)
     if red == 2:
@@ -524,6 +526,18 @@ def prepare(list values, tuple names, axis, bint widen=False):
 
 # ------------------------------------------------------------------ measures
 
+cdef inline int _own_type(object x, int ctype):
+    """The kernel type an argument had before a mixed pair was promoted to
+    ``ctype`` (whose row sums then carry that type's rounding): a float16 row
+    next to a float64 one keeps float16's tolerance.  Not an array: ``ctype``."""
+    cdef int c
+    if cnp.PyArray_Check(x):
+        c = type_code(<cnp.ndarray>x)
+        if c >= 0:
+            return c
+    return ctype
+
+
 def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, bint normalize,
             reduction, bint validate, out, dtype, n_threads, bint distance=False):
     """A measure on probability rows (entropy, KL, cross-entropy, symmetric KL, JS).
@@ -556,10 +570,12 @@ def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, b
         res_f32 = _arrays.result_dtype(_F64 if ctype == FKL_F64 else _F32, dtype) == _F32
     mode = (FKL_LOG_P if log_p else 0) | (FKL_LOG_Q if log_q else 0) | (FKL_NORMALIZE if normalize else 0)
     mode |= FKL_OUT_F32 if res_f32 else 0
+    mode |= FKL_ROOT if distance else 0
     memset(&a, 0, sizeof(a))
     if validate and not normalize:
         mode |= FKL_CHECK_SUMS
-        a.param[3] = _SUM_TOL[ctype]
+        a.param[3] = _SUM_TOL[_own_type(p, ctype)]
+        a.param[2] = _SUM_TOL[_own_type(q, ctype)]
     a.mode = mode
     a.scale = scale
     a.k = k
@@ -612,17 +628,12 @@ def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, b
 
         if red == 0:
             if res is None:                       # one row, no `out`
-                return _scalar(sqrt(one_val) if distance and one_val >= 0 else one_val, res_f32)
-            if distance:
-                np.sqrt(res, out=res)
+                return _scalar(one_val, res_f32)
             if out is not None:
                 if res is not out:
                     np.copyto(out, res)
                 return out
             return res if len(outer) else res[()]
-        if distance:
-            for j in range(n_rows):
-                (<double *>a.val)[j] = sqrt((<double *>a.val)[j])
         return _reduce_rows(<double *>a.val, n_rows, red, res_f32, out)
     finally:
         free(rows)

@@ -105,8 +105,12 @@ typedef void (*fkl_row_fn)(const fkl_args *a, ptrdiff_t i, char *scratch);
 #define FKL_NORMALIZE 4  /* divide each row by its sum first */
 /* The result is rounded to float32: float element paths are accurate enough. */
 #define FKL_OUT_F32 8
-/* Flag rows whose probabilities do not sum to 1 within param[3]. */
+/* Flag rows whose probabilities do not sum to 1 within param[3] (p) and
+ * param[2] (q), each argument's own dtype's tolerance. */
 #define FKL_CHECK_SUMS 16
+/* Store the square root of the (scaled) value: the Jensen-Shannon distance,
+ * rounded once to the result type. */
+#define FKL_ROOT 32
 
 /* Rows of P per call of the pairwise kernels' row function (a "row" of
  * the driver is a block of this many rows of the output). */

@@ -114,7 +114,8 @@ static void FKL_S(fkl_k_entropy)(const fkl_args *a, ptrdiff_t i, char *scratch)
         fkl_rowinfo info;                                                               \
         const double v = FKL_ROW_FN(ROW_FN)(FKL_IN(a, 0, i, scratch), FKL_IN(a, 1, i, scratch), \
                                             a->k, a->mode, &info);                      \
-        fkl_put_val(a, i, a->scale * v);                                                \
+        const double sv = a->scale * v;                                                 \
+        fkl_put_val(a, i, (a->mode & FKL_ROOT) ? sqrt(sv) : sv);                        \
         fkl_put_flags(a, i, &info);                                                     \
     }
 FKL_PAIR_KERNEL(fkl_k_kl, fkl_kl_row)

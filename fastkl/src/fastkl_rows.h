@@ -246,16 +246,16 @@ FKL_INLINE void fkl_put_val(const fkl_args *a, ptrdiff_t i, double v)
 }
 
 /* A measure's flags: its validity bits, and with FKL_CHECK_SUMS the bits of
- * the linear-space arguments whose rows do not sum to 1 within param[3]. */
+ * the linear-space arguments whose rows do not sum to 1 within their own
+ * dtype's tolerance: param[3] for p, param[2] for q. */
 FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo *info)
 {
     if (!a->bad)
         return;
     int flags = info->bad;
     if (a->mode & FKL_CHECK_SUMS) {
-        const double tol = a->param[3];
-        flags |= (fabs(info->sum_p - 1.0) > tol) ? FKL_SUM_OFF : 0;
-        flags |= (fabs(info->sum_q - 1.0) > tol) ? FKL_SUM_OFF << 1 : 0;
+        flags |= (fabs(info->sum_p - 1.0) > a->param[3]) ? FKL_SUM_OFF : 0;
+        flags |= (fabs(info->sum_q - 1.0) > a->param[2]) ? FKL_SUM_OFF << 1 : 0;
     }
     a->bad[i] = (unsigned char)flags;
 }
