@@ -110,6 +110,8 @@ def kl_normal(
     # (float64 input with dtype=float32 is computed from the float64 values; only the
     # results are rounded, as documented)
     views, outer = _arrays.broadcast_rows(list(arrs), names, axis)
+    if out is not None:  # before the work
+        _arrays.check_out(out, outer if red == "none" else (), res_dtype)
     n_rows = int(np.prod(outer))
     grads = [np.empty(views[0].shape, arrs[0].dtype) for _ in range(2)] if return_grad else [None, None]
     gscale = scale * ((1.0 / n_rows if n_rows else 0.0) if red == "mean" else 1.0)
@@ -120,14 +122,11 @@ def kl_normal(
     if red == "none":
         res = _arrays.rounded(rows, res_dtype)
         if out is not None:
-            _arrays.check_out(out, outer, res_dtype)
             out[...] = res
             result = out
         else:
             result = res if res.ndim else res[()]
     else:
-        if out is not None:
-            _arrays.check_out(out, (), res_dtype)
         result = _driver.sum_rows(np.ascontiguousarray(rows).reshape(-1), red, res_dtype == np.float32, out)
     if not return_grad:
         return result

@@ -359,6 +359,8 @@ def _class_weight(weight, n_classes: int) -> np.ndarray | None:
 
 def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int) -> np.ndarray:
     """Integer targets as int64, range-checked before any kernel runs."""
+    if t.size == 0 and t.dtype.kind == "f":  # no labels, e.g. from [] (float64): nothing to check
+        t = t.astype(np.int64)
     if t.dtype.kind not in "iu":
         raise TypeError(
             f"target has the shape of class indices {t.shape} but dtype {t.dtype}; index "

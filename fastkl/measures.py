@@ -439,18 +439,17 @@ def kl_bernoulli(
         value = (total / count if count else float("nan")) if red == "mean" else total  # an empty mean: NaN
         return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
     views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
+    if out is not None:  # before the work
+        _arrays.check_out(out, outer if red == "none" else (), res_dtype)
     rows = np.empty(outer, np.float64)
     bad = _driver.rows(kernel, views, [None], outer, val=rows, flags=validate, scale=scale, n_threads=n_threads)
     _raise_outside_unit(int(np.bitwise_or.reduce(bad.reshape(-1))) if bad is not None and bad.size else 0, views)
     if red == "none":
         res = _arrays.rounded(rows, res_dtype)
         if out is not None:
-            _arrays.check_out(out, outer, res_dtype)
             out[...] = res
             return out
         return res if res.ndim else res[()]
-    if out is not None:
-        _arrays.check_out(out, (), res_dtype)
     return _driver.sum_rows(np.ascontiguousarray(rows).reshape(-1), red, res_dtype == np.float32, out)
 
 
