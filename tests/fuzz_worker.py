@@ -198,8 +198,6 @@ def _unaligned(a: np.ndarray, gap: int = 0) -> np.ndarray:
         s *= max(n, 1)
     strides = tuple(reversed(strides))
     buf = np.zeros(s + 16, np.uint8)
-    view = np.lib.stride_tricks.as_strided(buf[1:], shape=(0,), strides=(1,))  # keep buf alive
-    del view
     out = np.ndarray(shape, dtype=a.dtype, buffer=buf, offset=1, strides=strides)
     out[...] = a
     return out
@@ -395,11 +393,16 @@ def _check_result_types(case, res, kwargs):
 def _check_warnings(case, caught, kwargs, res_ok: bool):
     """Only the 'rows do not sum to 1' RuntimeWarning is expected, and only
     from a measure called with validate (default True) and without normalize."""
+    sum_warned = any(SUM_WARNING.match(str(w.message)) for w in caught)
     for w in caught:
         msg = str(w.message)
         if issubclass(w.category, RuntimeWarning) and msg == "overflow encountered in cast":
             # numpy's, when fastkl converts an input to a narrower float dtype (a target to
             # its float32 prediction's) and a value overflows: it reports a changed value
+            continue
+        if sum_warned and issubclass(w.category, RuntimeWarning) and msg == "overflow encountered in reduce":
+            # KNOWN CYTHON BUG (reported; test_robustness.py::test_known_sum_warning_overflow):
+            # the driver sums the offending row with np.sum for the message, without errstate
             continue
         m = SUM_WARNING.match(msg) if issubclass(w.category, RuntimeWarning) else None
         if m is None:
@@ -979,6 +982,20 @@ def known_log_normalize(case, args, kwargs) -> bool:
     return _max_finite_abs(logs) > 1e5
 
 
+def known_js_distance_rounding(case, kwargs, want, got) -> bool:
+    """KNOWN CYTHON BUG (reported; test_robustness.py::test_known_js_distance_float32_rounding):
+    a float32 Jensen-Shannon distance is the float32 root of the float32-rounded divergence,
+    except for a 1-D input without ``out`` (the float32 rounding of the double root): the two
+    differ by an ulp.  Tolerated between the call with and without ``out``."""
+    if case["fn"] != "js_divergence" or not kwargs.get("distance"):
+        return False
+    a, b = np.asarray(want), np.asarray(got)
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape:
+        return False
+    return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a.astype(np.float64) - b) <=
+                                                                  np.spacing(np.abs(a)))))
+
+
 def known_tiny_row_sum(case, args, kwargs) -> bool:
     """KNOWN C BUG (reported; test_robustness.py::test_known_tiny_row_sum): with normalize=True
     the float64 kernels multiply by 1 / sum, which overflows for a row summing to less than
@@ -1171,7 +1188,7 @@ def _run_case(fastkl, case, ctx) -> dict:
                 raise CaseFailure(f"{name}= was not returned (got a {type(got).__name__})")
             if res0 is not None:
                 want = res0 if not isinstance(res0, tuple) else (res0[0] if name == "out" else res0[1])
-                if not _same(np.asarray(want), target):
+                if not _same(np.asarray(want), target) and not known_js_distance_rounding(case, kwargs, want, target):
                     raise CaseFailure(f"{name}= holds other values than the call without it")
 
     # results do not depend on the thread count
