@@ -122,6 +122,8 @@ def kl_normal(
         # change exp(logvar) by up to |logvar| * 6e-8 relative).
         views = [v.astype(np.float64) for v in views]
     grads = [np.empty(views[0].shape, views[0].dtype) for _ in range(2)] if return_grad else [None, None]
+    if out is not None:  # before the work
+        _arrays.check_out(out, outer if red == "none" else (), res_dtype)
     gscale = scale * ((1.0 / n_rows if n_rows else 0.0) if red == "mean" else 1.0)
     rows = np.empty(outer, np.float64)
     ins = views if not prior else views + [views[0], views[1]]  # slots 2, 3 unread for the prior
@@ -130,14 +132,11 @@ def kl_normal(
     if red == "none":
         res = _arrays.rounded(rows, res_dtype)
         if out is not None:
-            _arrays.check_out(out, outer, res_dtype)
             out[...] = res
             result = out
         else:
             result = res if res.ndim else res[()]
     else:
-        if out is not None:
-            _arrays.check_out(out, (), res_dtype)
         result = _driver.sum_rows(np.ascontiguousarray(rows).reshape(-1), red, res_dtype == np.float32, out)
     if not return_grad:
         return result

@@ -374,6 +374,8 @@ def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int, w) -> tuple[
     """Integer targets as C-contiguous int64, range-checked before any kernel
     runs, and the mean's denominator (PyTorch's: the weights of the
     non-ignored targets, or their count)."""
+    if t.size == 0 and t.dtype.kind == "f":  # no labels, e.g. from [] (float64): nothing to check
+        t = t.astype(np.int64)
     if t.dtype.kind not in "iu":
         raise TypeError(
             f"target has the shape of class indices {t.shape} but dtype {t.dtype}; index "

@@ -460,6 +460,8 @@ def kl_bernoulli(
         value = (total / count if count else float("nan")) if red == "mean" else total  # an empty mean: NaN
         return _driver.sum_rows(np.array([value]), "sum", res_dtype == np.float32, out)
     views, outer = _arrays.broadcast_rows([a, b], ("p", "q"), axis)
+    if out is not None:  # before the work
+        _arrays.check_out(out, outer if red == "none" else (), res_dtype)
     rows = np.empty(outer, np.float64)
     bad = _driver.rows(kernel, views, [None], outer, val=rows, flags=validate, scale=scale, n_threads=n_threads)
     if bad is not None and bad.any():
@@ -467,12 +469,9 @@ def kl_bernoulli(
     if red == "none":
         res = _arrays.rounded(rows, res_dtype)
         if out is not None:
-            _arrays.check_out(out, outer, res_dtype)
             out[...] = res
             return out
         return res if res.ndim else res[()]
-    if out is not None:
-        _arrays.check_out(out, (), res_dtype)
     return _driver.sum_rows(np.ascontiguousarray(rows).reshape(-1), red, res_dtype == np.float32, out)
 
 

@@ -198,8 +198,6 @@ def _unaligned(a: np.ndarray, gap: int = 0) -> np.ndarray:
         s *= max(n, 1)
     strides = tuple(reversed(strides))
     buf = np.zeros(s + 16, np.uint8)
-    view = np.lib.stride_tricks.as_strided(buf[1:], shape=(0,), strides=(1,))  # keep buf alive
-    del view
     out = np.ndarray(shape, dtype=a.dtype, buffer=buf, offset=1, strides=strides)
     out[...] = a
     return out

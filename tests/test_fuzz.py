@@ -88,7 +88,6 @@ F_SPECIALS = [0.0, -0.0, 1.0, 0.5, 1 / 3, 5e-324, 2.2250738585072014e-308, 1e-31
               1.7976931348623157e308, math.inf, -math.inf, math.nan, -0.5, -1e-300, -1.0]
 LOGIT_SPECIALS = [0.0, -0.0, 1.0, -1.0, 88.7, 89.0, -103.0, 709.0, 710.0, -745.0, -746.0, 1e4, -1e4,
                   1e30, -1e30, 1e308, -1e308, math.inf, -math.inf, math.nan, 5e-324, -5e-324, 1e-300]
-BAD_VALUES = {"nan", "neg", "inf"}
 
 
 def _float_values(role):
@@ -174,7 +173,8 @@ def array_spec(draw, ctx: Ctx, name: str, role: str, shape, *, dtype=None, layou
     if n > 256 or (ctx.big and draw(st.booleans())):
         # large: values from a seeded generator, plus a few specials
         if dtype in INT_DTYPES:
-            rand = ("bool", 0, 0, 1) if dtype == "bool" else ("int", 0, 0, 9 if role != "label" else 0)
+            hi = {"label": 0, "unit": 1}.get(role, 9)  # (coins and BCE targets: 0 and 1)
+            rand = ("bool", 0, 0, 1) if dtype == "bool" else ("int", 0, 0, hi)
         elif role in ("prob", "unit", "weight"):
             rand = (draw(st.sampled_from(["uniform", "sparse"])), 0, 0.0, 1.0)
         else:
@@ -214,6 +214,8 @@ def array_spec(draw, ctx: Ctx, name: str, role: str, shape, *, dtype=None, layou
         spec["zs_axis"] = draw(st.integers(0, max(len(shape) - 1, 0)))
     if not len(shape) and draw(st.integers(0, 3)) == 0:
         spec["layout"] = "scalar"
+        if dtype == "object" and name in ctx.invalid:
+            ctx.invalid.remove(name)  # the 0-d object array's item: a Python float
     if _has_bad_values(spec, role):
         ctx.tame = False
     return spec
@@ -301,6 +303,8 @@ class Target:
         vals = draw(st.lists(elems, min_size=min(n, 64), max_size=min(n, 64))) if n else []
         spec = {"kind": "array", "dtype": dtype, "shape": tuple(outer), "values": vals,
                 "layout": draw(st.sampled_from(LAYOUTS))}
+        if spec["layout"] == "list" and not n and len(outer) > 1:
+            ctx.maybe.append("target")  # [] of an empty N-D array: a 1-D float64 array
         if n > 64:
             spec["values"] = None
             spec["rand"] = ("int", draw(st.integers(0, 2**32 - 1)), 0, max(hi, 0))

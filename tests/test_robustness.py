@@ -266,6 +266,26 @@ def test_outputs_at_odd_addresses_and_strides(gap):
     np.testing.assert_array_equal(xu, fastkl.softmax(x))
 
 
+def test_no_labels_from_an_empty_list():
+    """[] (a float64 array) as the index targets of no rows raised "index targets must be integers"."""
+    assert np.isnan(fastkl.softmax_cross_entropy(np.zeros((0, 3)), []))
+    assert fastkl.softmax_cross_entropy(np.zeros((0, 3)), [], reduction="sum") == 0.0
+    with pytest.raises(TypeError, match="target"):
+        fastkl.softmax_cross_entropy(np.zeros((2, 3)), [0.0, 1.0])
+
+
+def test_out_is_checked_before_the_work():
+    """kl_bernoulli(axis=...) and kl_normal checked `out` only after computing, so a wrong
+    `out` was reported after the kernels ran (or another error was reported instead)."""
+    p = np.full((3, 2), 0.5)
+    with pytest.raises(ValueError, match="out"):
+        fastkl.kl_bernoulli(p, np.full((3, 2), 2.0), axis=0, out=np.zeros(5))  # (q is invalid too)
+    with pytest.raises(ValueError, match="out"):
+        fastkl.kl_normal(p, p, out=np.zeros(5))
+    with pytest.raises(TypeError, match="out"):
+        fastkl.kl_normal(p, p, reduction="sum", out=np.zeros((), np.float32))
+
+
 def test_reference_negative_zero_is_a_zero():
     """fastkl.reference formed p / -0.0 = -inf and took its log: NaN instead of +inf."""
     assert R.kl_divergence([0.5, 0.5], [-0.0, 1.0]) == np.inf == fastkl.kl_divergence([0.5, 0.5], [-0.0, 1.0])
@@ -342,3 +362,25 @@ def test_bce_logits_gradient_no_cancellation():
     x = np.array([-40.0, -30.0, -20.0])
     _, g = fastkl.binary_cross_entropy_with_logits(x, np.zeros(3), reduction="sum", return_grad=True)
     np.testing.assert_allclose(g, 1 / (1 + np.exp(-x)), rtol=1e-12)
+
+
+def test_sum_warning_overflow():
+    """The row sum quoted by the 'rows do not sum to 1' warning overflowed with numpy's own
+    overflow warning beside it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fastkl.kl_divergence([1e300, 1.7976931348623157e308], [0.5, 0.5]) == np.inf
+    assert [str(w.message).split(":")[0] for w in caught] == ["p does not hold probabilities that sum to 1"]
+
+
+def test_js_distance_float32_rounding():
+    """A float32 distance was the root of the float32-rounded divergence (rounded twice) except
+    for 1-D input without out=; the kernel now takes the root before the one rounding."""
+    p = np.zeros(3, np.float32)
+    q = np.array([0.0, 0.0, 1.0], np.float32)
+    kw = dict(base=2, log_p=True, log_q=True, distance=True)
+    one = fastkl.js_divergence(p, q, **kw)
+    batch = fastkl.js_divergence(p[None], q[None], **kw)[0]
+    want = np.float32(np.sqrt(fastkl.js_divergence(p, q, **{**kw, "distance": False}, dtype=np.float64)))
+    assert one == want            # the 1-D path: correctly rounded
+    assert batch == want
