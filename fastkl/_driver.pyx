@@ -547,6 +547,18 @@ def measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, b
     reduced axis, ``out``/``dtype``, validation and its warning, ``distance``
     (a per-row square root), the reduction.
     """
+    if out is not None or type(axis) is not int:  # (the common call skips both checks)
+        # an int axis (floats and bools refused), and an unaligned `out` gets a copy
+        axis, direct = _arrays.measure_axis_out(axis, out)
+        if direct is not out:
+            return _arrays.into(out, _measure(kernel, names, p, q, axis, base, log_p, log_q, normalize,
+                                              reduction, validate, None, dtype, n_threads, distance))
+    return _measure(kernel, names, p, q, axis, base, log_p, log_q, normalize, reduction, validate, out,
+                    dtype, n_threads, distance)
+
+
+cdef object _measure(int kernel, tuple names, p, q, axis, base, bint log_p, bint log_q, bint normalize,
+                     reduction, bint validate, out, dtype, n_threads, bint distance):
     cdef int red = _reduction_code(reduction)
     cdef double scale = 1.0 if base is None else _arrays.base_scale(base)
     cdef int n_in = 1 if q is None else 2

@@ -94,9 +94,6 @@ def _doc(text: str | None) -> str | None:
 
 
 _KERNEL = _driver.KERNELS
-#: The default axis; ``axis is _LAST`` (CPython's cached -1) lets the common call skip the
-#: checks of :func:`fastkl._arrays.measure_axis_out`, as the driver's own fast path does.
-_LAST = -1
 
 
 def entropy(
@@ -137,12 +134,8 @@ def entropy(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p):
         return _dask.call(entropy, locals())
-    direct = out
-    if out is not None or axis is not _LAST:  # (the common call skips both checks)
-        axis, direct = _arrays.measure_axis_out(axis, out)
-    res = _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
-                          reduction, validate, direct, dtype, n_threads)
-    return res if direct is out else _arrays.into(out, res)
+    return _driver.measure(_KERNEL["entropy"], ("p",), p, None, axis, base, log_p, False, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def kl_divergence(
@@ -190,12 +183,8 @@ def kl_divergence(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(kl_divergence, locals())
-    direct = out
-    if out is not None or axis is not _LAST:  # (the common call skips both checks)
-        axis, direct = _arrays.measure_axis_out(axis, out)
-    res = _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                          reduction, validate, direct, dtype, n_threads)
-    return res if direct is out else _arrays.into(out, res)
+    return _driver.measure(_KERNEL["kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def cross_entropy(
@@ -237,12 +226,8 @@ def cross_entropy(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(cross_entropy, locals())
-    direct = out
-    if out is not None or axis is not _LAST:  # (the common call skips both checks)
-        axis, direct = _arrays.measure_axis_out(axis, out)
-    res = _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                          reduction, validate, direct, dtype, n_threads)
-    return res if direct is out else _arrays.into(out, res)
+    return _driver.measure(_KERNEL["cross_entropy"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def symmetric_kl(
@@ -282,12 +267,8 @@ def symmetric_kl(
     """
     if "dask.array" in _MODULES and _dask.any_dask(p, q):
         return _dask.call(symmetric_kl, locals())
-    direct = out
-    if out is not None or axis is not _LAST:  # (the common call skips both checks)
-        axis, direct = _arrays.measure_axis_out(axis, out)
-    res = _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                          reduction, validate, direct, dtype, n_threads)
-    return res if direct is out else _arrays.into(out, res)
+    return _driver.measure(_KERNEL["symmetric_kl"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads)
 
 
 def js_divergence(
@@ -339,12 +320,8 @@ def js_divergence(
         return _dask.call(js_divergence, locals())
     if distance and base is not None:
         _arrays.check_distance_base(base)
-    direct = out
-    if out is not None or axis is not _LAST:  # (the common call skips both checks)
-        axis, direct = _arrays.measure_axis_out(axis, out)
-    res = _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
-                          reduction, validate, direct, dtype, n_threads, distance)
-    return res if direct is out else _arrays.into(out, res)
+    return _driver.measure(_KERNEL["js"], ("p", "q"), p, q, axis, base, log_p, log_q, normalize,
+                           reduction, validate, out, dtype, n_threads, distance)
 
 
 def kl_bernoulli(

@@ -290,7 +290,7 @@ FKL_INLINE void fkl_put_flags(const fkl_args *a, ptrdiff_t i, const fkl_rowinfo 
 #define FKL_TINY 0x1p-126f
 #include "fastkl_rows_instance.h"
 
-/* float16: read as uint16_t, widened to float in registers */
+/* float16: read as uint16_t, each row widened to float into the row buffer */
 #define FKL_T uint16_t
 #define FKL_E float
 #define FKL_O float
