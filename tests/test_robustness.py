@@ -286,6 +286,17 @@ def test_out_is_checked_before_the_work():
         fastkl.kl_normal(p, p, reduction="sum", out=np.zeros((), np.float32))
 
 
+def test_gradient_with_huge_or_nan_weights_without_smoothing():
+    """Without label smoothing the gradient is w_y (softmax - onehot): a weight sum that
+    overflows, or a NaN weight of another class, made it NaN (the kernel's 0 * sum(w))."""
+    z = np.zeros((1, 2))
+    for w in ([1e300, 1.7976931348623157e308], [1.0, np.nan]):
+        loss, g = fastkl.softmax_cross_entropy(z, [0], weight=w, return_grad=True)
+        assert float(loss) == pytest.approx(math.log(2))
+        np.testing.assert_allclose(g, [[-0.5, 0.5]])
+        np.testing.assert_allclose(R.softmax_cross_entropy(z, [0], weight=w, return_grad=True)[1], [[-0.5, 0.5]])
+
+
 def test_mean_with_negative_class_weights():
     """The weighted mean divides by the sum of the targets' weights; a negative sum was taken
     for the driver's "no denominator" sentinel and the loss divided by the row count."""
