@@ -127,7 +127,14 @@ def _reduced(rows64: np.ndarray, reduction: str, denominator: float, dtype: np.d
         res = _arrays.rounded(rows64, dtype)
         return res[()] if res.ndim == 0 else res
     # rows64 is a new C-contiguous array: reshape(-1) is a view
-    return _driver.sum_rows(rows64.reshape(-1), reduction, dtype == np.float32, None, denominator)
+    if reduction == "mean" and denominator < 0:
+        # negative class weights: the driver reads a negative denominator as "none given"
+        # (and divided by the row count instead)
+        total = float(_driver.sum_rows(rows64.reshape(-1), "sum", False))
+        with np.errstate(over="ignore"):
+            return dtype.type(total / denominator)
+    return _driver.sum_rows(rows64.reshape(-1), reduction, dtype == np.float32,
+                            None, denominator)
 
 
 def _elementwise_result(out, total: float, reduction: str, n: int, dtype: np.dtype):
@@ -574,8 +581,11 @@ def softmax_cross_entropy(
     # A zero denominator with rows left (all their weights 0) gives NaN
     # gradients there, as in PyTorch; fully ignored rows get 0 regardless.
     gscale = (1.0 / denominator if denominator else math.inf) if reduction == "mean" else 1.0
+    # The kernel's gradient takes (eps / C) * wsum even for eps = 0: a weight sum that
+    # overflows (or a NaN weight of another class) made every gradient NaN there.  Only
+    # the smoothing term needs it.
     with np.errstate(over="ignore", invalid="ignore"):
-        wsum = float(n_classes) if w is None else float(np.sum(w))
+        wsum = 0.0 if eps == 0.0 else float(n_classes) if w is None else float(np.sum(w))
 
     # the kernel writes the gradient in place only into an aligned, whole-item-strided array
     kgrad = grad if grad is None or _arrays.kernel_writable(grad) else np.empty(z.shape, dtype)

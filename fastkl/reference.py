@@ -527,7 +527,10 @@ def softmax_cross_entropy(logits, target, /, *, axis=-1, weight=None, ignore_ind
                              f"for {n_classes} classes")
         y = np.where(ignored, 0, t)
         onehot = np.arange(n_classes) == y[..., None]
-        a = np.where(ignored[..., None], 0.0, w * ((1.0 - eps) * onehot + uniform))
+        # the target's weight only (and every class's through the smoothing term): a NaN or
+        # inf weight of another class does not enter, as in PyTorch's nll_loss
+        smooth = w * uniform if uniform else 0.0
+        a = np.where(ignored[..., None], 0.0, np.where(onehot, w * (1.0 - eps), 0.0) + smooth)
         denominator = np.sum(np.where(ignored, 0.0, w[y]))
     else:
         raise ValueError(f"target shape {t.shape} is neither the logits shape "

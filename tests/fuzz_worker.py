@@ -448,9 +448,14 @@ def _perturbed(x, role: str, rng, delta: float):
     a = np.asarray(x, dtype=np.float64)
     r = rng.choice([-1.0, 1.0], size=a.shape) if rng is not None else np.ones(a.shape)
     with np.errstate(all="ignore"):
+        if role == "target":
+            role = "prob"
         if role in ("logit", "log", "real"):
             return a + delta * r * np.maximum(np.abs(a), 1.0)
-        return a * (1.0 + delta * r)
+        moved = a * (1.0 + delta * r)
+        if role == "unit":  # coins and BCE probabilities stay in [0, 1] (the reference checks)
+            moved = np.where((a >= 0) & (a <= 1), np.clip(moved, 0.0, 1.0), moved)
+        return moved
 
 
 def _compare(got, want, res_dtype, spreads, path):
@@ -533,7 +538,8 @@ def reference_check(case, fn_res, ref, args, kwargs, ref_kwargs):
     # Condition-weighted magnitude S of every result element, from the
     # reference at inputs moved by delta in five directions (all +1, and four
     # random +-1 patterns): S ~ max |f(x') - f(x)| / delta.
-    numeric = [i for i, a in enumerate(args) if roles.get(str(i)) and _is_numeric(a)]
+    numeric = [i for i, a in enumerate(args) if roles.get(str(i)) and _is_numeric(a)
+               and not (roles[str(i)] == "target" and a.dtype.kind in "iub")]  # class indices stay
     numeric_kw = [k for k, v in ref_kwargs.items() if roles.get(k) and _is_numeric(v)]
     rng = np.random.default_rng(0)
     delta = 2.0 ** -26
@@ -621,10 +627,10 @@ def _role(case, key, kwargs):
 # -- reference adapters (fastkl keywords the plain reference does not take)
 
 
-def ref_kl_normal(mu_p, logvar_p, mu_q=None, logvar_q=None, /, *, base=None, **kw):
+def ref_kl_normal(mu_p, logvar_p, mu_q=None, logvar_q=None, /, *, base=None, return_grad=False, **kw):
     from fastkl import reference
 
-    v = reference.kl_normal(mu_p, logvar_p, mu_q, logvar_q, **kw)
+    v = reference.kl_normal(mu_p, logvar_p, mu_q, logvar_q, **kw)  # (the loss only: no gradients there)
     return v if base is None else v / math.log(base)
 
 
@@ -858,6 +864,13 @@ def known_bce_logits_fma(case, args, kwargs) -> bool:
     return bool(np.any(mag > 1e307))
 
 
+def domain_bce(case, args, kwargs) -> bool:
+    """binary_cross_entropy.  Skipped: infinite weights (inf * 0 where fastkl, as PyTorch,
+    takes log(1 - p) = 0 for a tiny p and the reference log1p(-p) = -p: NaN against inf)."""
+    w = _numeric(kwargs.get("weight"))
+    return w is None or not np.any(np.isinf(w))
+
+
 def domain_bce_logits(case, args, kwargs) -> bool:
     """binary_cross_entropy_with_logits.  Skipped: infinite targets or weights (the loss and
     gradient then meet inf - inf or inf * 0 in an order-dependent place: NaN in one, an
@@ -899,7 +912,6 @@ def domain_ce(case, args, kwargs) -> bool:
     w = _numeric(kwargs.get("weight"))
     if w is not None and np.any(np.isinf(w)):
         return False
-    w = _numeric(kwargs.get("weight"))
     z = _numeric(args[0])
     if w is not None and z is not None and np.any(w == 0) and np.any(z == -np.inf):
         return False

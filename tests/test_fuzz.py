@@ -279,7 +279,7 @@ class Target:
         if mode == "prob":
             return array_spec(draw, ctx, "target", "prob", ctx.shape, dtype=draw(st.sampled_from(FLOAT_DTYPES)))
         if mode == "float_index":
-            if tuple(outer) != tuple(ctx.shape):
+            if tuple(outer) != tuple(ctx.shape) and math.prod(outer):  # (no labels at all: accepted)
                 ctx.invalid.append("target")
             return array_spec(draw, ctx, "target", "prob", outer, dtype="float64")
         if mode == "mismatch":
@@ -593,7 +593,7 @@ TABLE = [
     Entry("softmax", [Arr("x", "logit")], SOFTMAX, R + "softmax"),
     Entry("softmax_cross_entropy", [Arr("logits", "logit", broadcast=False), Target()], CE, R + "softmax_cross_entropy", domain="fuzz_worker.domain_ce", scale="fuzz_worker.scale_ce", floor=1.0),
     Entry("kl_divergence_logits", [Arr("p_logits", "logit"), Arr("q_logits", "logit")], KLL, R + "kl_divergence_logits", domain="fuzz_worker.domain_kl_logits", scale="fuzz_worker.scale_kl_logits", floor=1.0),
-    Entry("binary_cross_entropy", [Arr("p", "unit"), Arr("y", "unit")], BCE, R + "binary_cross_entropy", scale="fuzz_worker.scale_bce", default_axis=None),
+    Entry("binary_cross_entropy", [Arr("p", "unit"), Arr("y", "unit")], BCE, R + "binary_cross_entropy", domain="fuzz_worker.domain_bce", scale="fuzz_worker.scale_bce", default_axis=None),
     Entry("binary_cross_entropy_with_logits", [Arr("x", "logit"), Arr("y", "unit")], BCEL, R + "binary_cross_entropy_with_logits", domain="fuzz_worker.domain_bce_logits", scale="fuzz_worker.scale_bce_logits", default_axis=None, floor=1.0),
     Entry("set_num_threads", [THREADS_ARG], {}, checker="fuzz_worker.check_set_num_threads", default_axis=None),
     Entry("get_num_threads", [], {}, checker="fuzz_worker.check_get_num_threads", default_axis=None),
@@ -601,7 +601,7 @@ TABLE = [
 ]
 
 #: Roles the reference comparison perturbs (see fuzz_worker.reference_check).
-_ROLE_OF = {"prob": "prob", "unit": "prob", "weight": "prob", "logit": "logit", "real": "real"}
+_ROLE_OF = {"prob": "prob", "unit": "unit", "weight": "prob", "logit": "logit", "real": "real"}
 
 
 def _roles(entry, args_specs):
@@ -617,7 +617,7 @@ def _roles(entry, args_specs):
         if isinstance(gen, Rows2D):
             role = "prob"
         if isinstance(gen, Target):
-            role = "prob"  # only float targets are perturbed (labels are integers)
+            role = "target"  # probabilities, or class indices (never perturbed)
         if role:
             roles[str(i)] = _ROLE_OF.get(role, role)
         log = getattr(gen, "log", None)
@@ -649,6 +649,10 @@ def _cross_checks(entry, ctx, args, kwargs):
             full = None
         if full == ():  # nothing to reduce along
             ctx.invalid += names or ["x"]
+    if entry.name == "softmax_cross_entropy" and len(shapes) == 2 and shapes[0] == shapes[1]:
+        ig = kwargs.get("ignore_index", {}).get("value")
+        if isinstance(ig, int) and ig >= 0:
+            ctx.invalid.append("ignore_index")  # probability targets cannot be ignored
     if "distance" in kwargs and kwargs["distance"].get("value") and "base" in kwargs:
         b = kwargs["base"]
         value = b.get("value")

@@ -286,6 +286,30 @@ def test_out_is_checked_before_the_work():
         fastkl.kl_normal(p, p, reduction="sum", out=np.zeros((), np.float32))
 
 
+def test_gradient_with_huge_or_nan_weights_without_smoothing():
+    """Without label smoothing the gradient is w_y (softmax - onehot): a weight sum that
+    overflows, or a NaN weight of another class, made it NaN (the kernel's 0 * sum(w))."""
+    z = np.zeros((1, 2))
+    for w in ([1e300, 1.7976931348623157e308], [1.0, np.nan]):
+        loss, g = fastkl.softmax_cross_entropy(z, [0], weight=w, return_grad=True)
+        assert float(loss) == pytest.approx(math.log(2))
+        np.testing.assert_allclose(g, [[-0.5, 0.5]])
+        np.testing.assert_allclose(R.softmax_cross_entropy(z, [0], weight=w, return_grad=True)[1], [[-0.5, 0.5]])
+
+
+def test_mean_with_negative_class_weights():
+    """The weighted mean divides by the sum of the targets' weights; a negative sum was taken
+    for the driver's "no denominator" sentinel and the loss divided by the row count."""
+    z = np.zeros((2, 7))
+    w = np.zeros(7)
+    w[2] = -0.5
+    for dtype in (np.float64, np.float32):
+        got = fastkl.softmax_cross_entropy(z.astype(dtype), [2, 2], weight=w)
+        assert got.dtype == dtype
+        assert float(got) == pytest.approx(math.log(7), rel=1e-6)
+        assert float(got) == pytest.approx(float(R.softmax_cross_entropy(z, [2, 2], weight=w)), rel=1e-6)
+
+
 def test_reference_negative_zero_is_a_zero():
     """fastkl.reference formed p / -0.0 = -inf and took its log: NaN instead of +inf."""
     assert R.kl_divergence([0.5, 0.5], [-0.0, 1.0]) == np.inf == fastkl.kl_divergence([0.5, 0.5], [-0.0, 1.0])
@@ -384,3 +408,19 @@ def test_js_distance_float32_rounding():
     want = np.float32(np.sqrt(fastkl.js_divergence(p, q, **{**kw, "distance": False}, dtype=np.float64)))
     assert one == want            # the 1-D path: correctly rounded
     assert batch == want
+
+
+def test_logit_gradients_of_huge_logits():
+    """The gradients of softmax_cross_entropy (probability targets, or index targets with
+    weights) and of kl_divergence_logits took exp(x - (m + log s)), whose shift is rounded
+    to an ulp of the row max m (tied maxima at 1e16 each got softmax 1): now exp((x - m) - log s)."""
+    z = np.array([[0.0, 1e16, 1e16]])
+    _, g_index = fastkl.softmax_cross_entropy(z, [2], return_grad=True)
+    np.testing.assert_allclose(g_index, [[0.0, 0.5, -0.5]])           # right
+    _, g_prob = fastkl.softmax_cross_entropy(z, np.array([[0.0, 0.0, 1.0]]), return_grad=True)
+    np.testing.assert_allclose(g_prob, [[0.0, 0.5, -0.5]])
+    _, g_w = fastkl.softmax_cross_entropy(z, [2], weight=[1.0, 2.0, 1.0], return_grad=True, label_smoothing=0.1)
+    _, g_w_small = fastkl.softmax_cross_entropy(z - 1e16, [2], weight=[1.0, 2.0, 1.0], return_grad=True, label_smoothing=0.1)
+    np.testing.assert_allclose(g_w, g_w_small, atol=1e-15)
+    _, g_kl = fastkl.kl_divergence_logits(z, np.zeros((1, 3)), return_grad=True, reduction="sum")
+    np.testing.assert_allclose(g_kl, [[1 / 3, -1 / 6, -1 / 6]])

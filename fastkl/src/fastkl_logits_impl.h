@@ -231,7 +231,6 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t n, ptrdif
     }
     /* Shift-invariant forms: lse - x_c = (m - x_c) + log(s), so a small loss
      * is not swamped by the rounding of a large row max. */
-    const double lse = m + ls;
     double loss = (1.0 - eps) * wy * ((m - xy) + ls);
     if (eps != 0.0)
         loss += ec * (ls * wsum + swx);
@@ -247,14 +246,14 @@ static inline double FKL_S(fkl_ce_index_row)(const FKL_T *z, ptrdiff_t n, ptrdif
             FKL_SIMD()
             for (ptrdiff_t i = 0; i < n; i++)
                 grad[i] = (FKL_O)(FKL_EXP_SUM_T(FKL_LD(z[i]) - mt) * c - g0);
-        } else if (w) {
+        } else if (w) {   /* exp((x_c - m) - ls): m + ls would be rounded to an ulp of m */
             FKL_SIMD()
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i] = (FKL_O)(FKL_EXPT((double)FKL_LD(z[i]) - lse) * a - gec * w[i]);
+                grad[i] = (FKL_O)(FKL_EXPT(((double)FKL_LD(z[i]) - m) - ls) * a - gec * w[i]);
         } else {
             FKL_SIMD()
             for (ptrdiff_t i = 0; i < n; i++)
-                grad[i] = (FKL_O)(FKL_EXPT((double)FKL_LD(z[i]) - lse) * a - gec);
+                grad[i] = (FKL_O)(FKL_EXPT(((double)FKL_LD(z[i]) - m) - ls) * a - gec);
         }
         grad[y] = (FKL_O)((double)grad[y] - gscale * (1.0 - eps) * wy);
     }
@@ -293,19 +292,20 @@ static inline double FKL_S(fkl_ce_prob_row)(const FKL_T *z, const FKL_T *t,
         FKL_CE_PROB_SUMS(i, n, x, z, y, t, m, eps, ec, 1.0, cnt, rest, sa, sam)
     }
 #undef FKL_CE_PROB_SUMS
-    const double ls = fkl_log_count_plus(cnt, rest), lse = m + ls;
+    const double ls = fkl_log_count_plus(cnt, rest);
     if (grad) {
         const double ga = gscale * sa;
         /* grad_c from the logit XI, target TI and weight WI of class c */
-#define FKL_CE_PROB_GRAD(XI, TI, WI, LSE, GA, GSCALE, EPS, EC)                          \
-        (FKL_O)(FKL_EXPT((double)FKL_LD(XI) - (LSE)) * (GA)                             \
+        /* softmax_c = exp((x_c - m) - ls): m + ls would be rounded to an ulp of m */
+#define FKL_CE_PROB_GRAD(XI, TI, WI, M, LS, GA, GSCALE, EPS, EC)                       \
+        (FKL_O)(FKL_EXPT(((double)FKL_LD(XI) - (M)) - (LS)) * (GA)                      \
                 - (GSCALE) * ((WI) * ((1.0 - (EPS)) * (double)FKL_LD(TI) + (EC))))
         if (w) {
             FKL_SIMD()
-            for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_CE_PROB_GRAD(z[i], t[i], w[i], lse, ga, gscale, eps, ec);
+            for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_CE_PROB_GRAD(z[i], t[i], w[i], m, ls, ga, gscale, eps, ec);
         } else {
             FKL_SIMD()
-            for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_CE_PROB_GRAD(z[i], t[i], 1.0, lse, ga, gscale, eps, ec);
+            for (ptrdiff_t i = 0; i < n; i++) grad[i] = FKL_CE_PROB_GRAD(z[i], t[i], 1.0, m, ls, ga, gscale, eps, ec);
         }
 #undef FKL_CE_PROB_GRAD
     }
