@@ -403,9 +403,10 @@ def test_bench_small_cannot_plot(capsys, tmp_path):
     assert "throughput workload" in capsys.readouterr().err
 
 
-def test_python_m_fastkl_bench_help():
+def test_python_m_fastkl_bench_help(tmp_path):
+    # cwd=tmp_path: from the repository root `-m` would import the uncompiled source tree
     done = subprocess.run([sys.executable, "-m", "fastkl.bench", "--help"], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=60)
+                          env=subprocess_env(), cwd=tmp_path, timeout=60)
     assert done.returncode == 0 and "--workload" in done.stdout
 
 

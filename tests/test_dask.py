@@ -27,6 +27,7 @@ import pytest
 
 import fastkl
 from fastkl import _dask
+from fkl_testing import subprocess_env
 
 da = pytest.importorskip("dask.array")
 
@@ -571,13 +572,13 @@ def test_rows_not_summing_to_one_warn_with_the_global_row(rng):
 
 # ----------------------------------------------------------------------------- the hook
 
-def test_import_fastkl_does_not_import_dask():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(
-        fastkl.__file__)), os.environ.get("PYTHONPATH")])))
+def test_import_fastkl_does_not_import_dask(tmp_path):
+    # cwd=tmp_path: `-c` puts the cwd first on sys.path, and from the repository root that
+    # would import the uncompiled source tree instead of the tested install
     res = subprocess.run([sys.executable, "-X", "importtime", "-c",
                           "import sys, fastkl; print(fastkl.__file__); "
                           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"],
-                         capture_output=True, text=True, env=env, check=True)
+                         capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, check=True)
     file, loaded = res.stdout.splitlines()
     assert os.path.samefile(file, fastkl.__file__)
     assert loaded == "[]"

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -30,10 +31,11 @@ LEVELS = _dispatch.supported_levels()
 def run_python(code, tmp_path=None, **env):
     """Run ``code`` in a fresh interpreter importing this fastkl; returns CompletedProcess."""
     # the `fastkl` import inside `code` may fail while the lead rebuilds the extension; the
-    # caller sees that as a failing subprocess with the ImportError in stderr.
+    # caller sees that as a failing subprocess with the ImportError in stderr.  The cwd is never
+    # the repository root: `-c` puts the cwd first on sys.path, ahead of the tested install.
     return subprocess.run(
         [PYTHON, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
-        env=subprocess_env(**env), cwd=str(tmp_path) if tmp_path else None,
+        env=subprocess_env(**env), cwd=str(tmp_path) if tmp_path else tempfile.gettempdir(),
     )
 
 
