@@ -116,12 +116,14 @@ def axis_arg(axis, name: str = "axis") -> int:
         raise TypeError(f"{name} must be an int, got {axis!r}") from None
 
 
+#: numpy's AxisError: ``np.exceptions.AxisError`` from numpy 1.25, ``np.AxisError`` before.
+_AxisError = getattr(np, "exceptions", np).AxisError
+
+
 def check_axis(axis, ndim: int, name: str = "axis") -> int:
     ax = axis_arg(axis, name)
     if not -ndim <= ax < ndim:
-        raise np.exceptions.AxisError(ax, ndim) if hasattr(np, "exceptions") else ValueError(
-            f"{name}={axis} is out of bounds for an array of dimension {ndim}"
-        )
+        raise _AxisError(ax, ndim)  # a ValueError and an IndexError, as numpy's
     return ax % ndim
 
 

@@ -127,6 +127,15 @@ def _da():
     return da
 
 
+def _map_blocks(func, *args, token: str | None = None, **kwargs):
+    """``dask.array.map_blocks`` with ``token`` naming the keys (a prefix) on every Dask version:
+    2023.x-2024.x deprecate ``token=`` in favour of ``name=`` (then also a prefix); later versions
+    restore ``token=`` and make ``name=`` the whole key, which must be unique."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The `token=` keyword to `map_blocks`", FutureWarning)
+        return _da().map_blocks(func, *args, token=token, **kwargs)
+
+
 def _as_dask(x, name: str):
     """A Dask array for an argument: a Dask array as it is, anything else as one chunk."""
     da = _da()
@@ -226,7 +235,7 @@ def _reduce(values, reduction: str, count, dtype):
         return values if values.dtype == dtype else values.astype(dtype)
     total = values.sum(dtype=np.float64)
     if reduction == "mean":
-        total = da.map_blocks(_divide, total, count, dtype=np.float64, meta=np.empty((), np.float64))
+        total = _map_blocks(_divide, total, count, dtype=np.float64, meta=np.empty((), np.float64))
     return total.astype(dtype)
 
 
@@ -381,10 +390,10 @@ def _logsumexp_rows(x, ax: int, n_threads):
     """Each row's log-sum-exp along a split ``ax`` (kept, size 1): fastkl's kernel on each chunk,
     then on the per-chunk values."""
     kind = _kernel_dtype(x.dtype)
-    parts = x.map_blocks(_logsumexp_block, ax=ax, n_threads=n_threads, chunks=_keep(x.chunks, ax),
+    parts = _map_blocks(_logsumexp_block, x, ax=ax, n_threads=n_threads, chunks=_keep(x.chunks, ax),
                          dtype=kind, meta=_meta(x.ndim, kind), token="logsumexp-chunk")
     parts = parts.rechunk({ax: -1})
-    return parts.map_blocks(_logsumexp_block, ax=ax, n_threads=n_threads, chunks=_keep(parts.chunks, ax),
+    return _map_blocks(_logsumexp_block, parts, ax=ax, n_threads=n_threads, chunks=_keep(parts.chunks, ax),
                             dtype=kind, meta=_meta(x.ndim, kind), token="logsumexp")
 
 
@@ -399,11 +408,11 @@ def _normalized(ops, logs, shape, chunks, ax, n_threads):
         if log:
             lse = _logsumexp_rows(x, ax, n_threads)
             empty.append(lse == -np.inf)
-            x = da.map_blocks(_subtract_rows, x, lse, to=kind, dtype=kind, meta=_meta(x.ndim, kind))
+            x = _map_blocks(_subtract_rows, x, lse, to=kind, dtype=kind, meta=_meta(x.ndim, kind))
         else:
             total = x.sum(axis=ax, keepdims=True, dtype=np.float64)
             empty.append(total == 0)
-            x = da.map_blocks(_divide_rows, x, total, to=kind, dtype=kind, meta=_meta(x.ndim, kind))
+            x = _map_blocks(_divide_rows, x, total, to=kind, dtype=kind, meta=_meta(x.ndim, kind))
         out.append(x)
     return out, [e.squeeze(axis=ax) for e in empty]
 
@@ -427,7 +436,7 @@ def _rows(func, spec: Spec, args: dict):
     common = dict(fn=func, spec=spec, names=tuple(names), ax=ax, columns=_offsets(chunks[ax]),
                   chunks=_keep(chunks, ax), dtype=dtype, meta=_meta(nd, dtype), token=func.__name__)
     if len(chunks[ax]) == 1:
-        return _reduce(_squeeze(da.map_blocks(_rows_block, *ops, kw=kw, **common), ax), reduction, n_rows, dtype)
+        return _reduce(_squeeze(_map_blocks(_rows_block, *ops, kw=kw, **common), ax), reduction, n_rows, dtype)
 
     # The axis is split: each chunk's partial sums, added in float64.
     empty = []
@@ -437,9 +446,9 @@ def _rows(func, spec: Spec, args: dict):
         kw = dict(kw, normalize=False)
     if kw.get("distance"):
         kw = dict(kw, distance=False)
-    values = da.map_blocks(_rows_block, *ops, kw=kw, **common).sum(axis=ax, dtype=np.float64)
+    values = _map_blocks(_rows_block, *ops, kw=kw, **common).sum(axis=ax, dtype=np.float64)
     if empty:
-        values = da.map_blocks(_nan_rows, values, *empty, dtype=np.float64, meta=_meta(nd - 1, np.float64))
+        values = _map_blocks(_nan_rows, values, *empty, dtype=np.float64, meta=_meta(nd - 1, np.float64))
     if spec.finish is not None:
         values = spec.finish(values, args)
     return _reduce(values, reduction, n_rows, dtype)
@@ -484,9 +493,9 @@ def _elementwise(func, spec: Spec, args: dict):
     common = dict(fn=func, spec=spec, names=tuple(names), kw=kw, n_pos=n_pos, offsets=offsets,
                   token=func.__name__)
     if reduction == "none":
-        return da.map_blocks(_elementwise_block, *ops, reduction="none", chunks=chunks, dtype=dtype,
+        return _map_blocks(_elementwise_block, *ops, reduction="none", chunks=chunks, dtype=dtype,
                              meta=_meta(nd, dtype), **common)
-    sums = da.map_blocks(_elementwise_block, *ops, reduction="sum", chunks=tuple((1,) * len(c) for c in chunks),
+    sums = _map_blocks(_elementwise_block, *ops, reduction="sum", chunks=tuple((1,) * len(c) for c in chunks),
                          dtype=np.float64, meta=_meta(nd, np.float64), **common)
     return _reduce(sums, reduction, math.prod(shape), dtype)
 
@@ -532,10 +541,10 @@ def _lse_stats(x, ax: int, scale: float = 1.0):
     """Row maxima M and log-sums L (log-sum-exp = M + L) of ``x * scale`` along a split ``ax``:
     two float64 Dask arrays of ``x``'s shape with ``ax`` of size 1 (one chunk)."""
     nd = x.ndim
-    parts = x.map_blocks(_lse_parts_block, ax=ax, scale=scale, chunks=_keep(x.chunks, ax, 3),
+    parts = _map_blocks(_lse_parts_block, x, ax=ax, scale=scale, chunks=_keep(x.chunks, ax, 3),
                          dtype=np.float64, meta=_meta(nd, np.float64), token="logsumexp-parts")
     parts = parts.rechunk({ax: -1})
-    stats = parts.map_blocks(_lse_combine_block, ax=ax, chunks=_keep(parts.chunks, ax, 2),
+    stats = _map_blocks(_lse_combine_block, parts, ax=ax, chunks=_keep(parts.chunks, ax, 2),
                              dtype=np.float64, meta=_meta(nd, np.float64), token="logsumexp-stats")
     return stats[_slice(ax, nd, 0)], stats[_slice(ax, nd, 1)]
 
@@ -564,7 +573,7 @@ def _logsumexp(func, spec: Spec, args: dict):
     (x,), shape, nd, ax, dtype = _logits_setup(func, args, ["x"], kw)
     if len(x.chunks[ax]) > 1:
         return _logsumexp_rows(x, ax, args["n_threads"]).squeeze(axis=ax)
-    return _squeeze(da.map_blocks(_unsplit_block, x, fn=func, kw=dict(kw, axis=ax), keep=ax,
+    return _squeeze(_map_blocks(_unsplit_block, x, fn=func, kw=dict(kw, axis=ax), keep=ax,
                                   chunks=_keep(x.chunks, ax), dtype=dtype, meta=_meta(nd, dtype),
                                   token=func.__name__), ax)
 
@@ -583,9 +592,9 @@ def _softmax(func, spec: Spec, args: dict):
     (x,), shape, nd, ax, dtype = _logits_setup(func, args, ["x"], kw)
     if len(x.chunks[ax]) > 1:
         top, log_sum = _lse_stats(x, ax)
-        return da.map_blocks(_softmax_terms_block, x, top, log_sum, log=func.__name__ == "log_softmax",
+        return _map_blocks(_softmax_terms_block, x, top, log_sum, log=func.__name__ == "log_softmax",
                              to=dtype, dtype=dtype, meta=_meta(nd, dtype), token=func.__name__)
-    return da.map_blocks(_unsplit_block, x, fn=func, kw=dict(kw, axis=ax), dtype=dtype,
+    return _map_blocks(_unsplit_block, x, fn=func, kw=dict(kw, axis=ax), dtype=dtype,
                          meta=_meta(nd, dtype), token=func.__name__)
 
 
@@ -679,13 +688,13 @@ def _softmax_ce(func, spec: Spec, args: dict):
     ignore, eps = int(args["ignore_index"]), float(args["label_smoothing"])
 
     if len(chunks[ax]) == 1:
-        values = _squeeze(da.map_blocks(_ce_block, z, t, w, fn=func, kw=kw, ax=ax, index=index,
+        values = _squeeze(_map_blocks(_ce_block, z, t, w, fn=func, kw=kw, ax=ax, index=index,
                                         chunks=_keep(chunks, ax), dtype=dtype, meta=_meta(nd, dtype),
                                         token=func.__name__), ax)
     else:
         top, log_sum = _lse_stats(z, ax)
         terms, extra = (_ce_index_terms, {"ignore": ignore}) if index else (_ce_prob_terms, {})
-        partials = da.map_blocks(terms, z, t, w, top, log_sum, ax=ax, eps=eps, n_classes=n_classes,
+        partials = _map_blocks(terms, z, t, w, top, log_sum, ax=ax, eps=eps, n_classes=n_classes,
                                  chunks=_keep(chunks, ax), dtype=np.float64, meta=_meta(nd, np.float64),
                                  token=func.__name__, **extra)
         values = partials.sum(axis=ax, dtype=np.float64)
@@ -694,7 +703,7 @@ def _softmax_ce(func, spec: Spec, args: dict):
         if w is None:
             count = (t != ignore).sum()
         else:
-            count = da.map_blocks(_label_weights, t, w, ax=ax, ignore=ignore, chunks=_keep(chunks, ax),
+            count = _map_blocks(_label_weights, t, w, ax=ax, ignore=ignore, chunks=_keep(chunks, ax),
                                   dtype=np.float64, meta=_meta(nd, np.float64)).sum(dtype=np.float64)
     return _reduce(values, reduction, count, dtype)
 
@@ -720,13 +729,13 @@ def _kl_logits(func, spec: Spec, args: dict):
                                               dict(kw, reduction="none", return_grad=args["return_grad"]))
     ops, chunks = _align(ops, nd)
     if len(chunks[ax]) == 1:
-        values = _squeeze(da.map_blocks(_unsplit_block, *ops, fn=func, kw=dict(kw, axis=ax, reduction="none"),
+        values = _squeeze(_map_blocks(_unsplit_block, *ops, fn=func, kw=dict(kw, axis=ax, reduction="none"),
                                         n_pos=2, keep=ax, chunks=_keep(chunks, ax), dtype=dtype,
                                         meta=_meta(nd, dtype), token=func.__name__), ax)
     else:
         inv_t = 1.0 / float(args["temperature"])
         (top_a, ls_a), (top_b, ls_b) = (_lse_stats(_full(x, shape, chunks), ax, inv_t) for x in ops)
-        partials = da.map_blocks(_kl_logits_terms, *ops, top_a, ls_a, top_b, ls_b, ax=ax, inv_t=inv_t,
+        partials = _map_blocks(_kl_logits_terms, *ops, top_a, ls_a, top_b, ls_b, ax=ax, inv_t=inv_t,
                                  chunks=_keep(chunks, ax), dtype=np.float64, meta=_meta(nd, np.float64),
                                  token=func.__name__)
         values = partials.sum(axis=ax, dtype=np.float64)

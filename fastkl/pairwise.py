@@ -231,7 +231,9 @@ def pairwise_kl(
             zcols = np.flatnonzero(zero.any(axis=0)) if has_zero else None
             for i0 in range(0, m, rows_p):
                 pb = a[i0:i0 + rows_p]
-                p64 = np.exp(pb.astype(np.float64)) if log_p else pb.astype(np.float64, copy=False)
+                # C-contiguous (a block-sized copy for other layouts): numpy < 2 multiplies
+                # strided operands without BLAS, so the result would depend on P's layout
+                p64 = np.exp(pb.astype(np.float64)) if log_p else np.ascontiguousarray(pb, dtype=np.float64)
                 tile = res[i0:i0 + len(pb), j0:j0 + len(qb)]
                 dst = tile if direct else np.empty(tile.shape)
                 np.matmul(p64, lq.T, out=dst)             # -scale * P_i . log Q_j
