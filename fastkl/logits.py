@@ -374,11 +374,11 @@ def _class_weight(weight, n_classes: int) -> np.ndarray | None:
     w = _arrays.as_float_array(weight, "weight")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one weight per class), got {w.shape}")
-    return np.ascontiguousarray(w, dtype=np.float64)
+    return np.require(w, np.float64, ("C", "A"))  # aligned too: a pickled array may not be
 
 
 def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int, w) -> tuple[np.ndarray, float]:
-    """Integer targets as C-contiguous int64, range-checked before any kernel
+    """Integer targets as aligned C-contiguous int64, range-checked before any kernel
     runs, and the mean's denominator (PyTorch's: the weights of the
     non-ignored targets, or their count)."""
     if t.size == 0 and t.dtype.kind == "f":  # no labels, e.g. from [] (float64): nothing to check
@@ -393,7 +393,8 @@ def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int, w) -> tuple[
         raise IndexError(
             f"target{_where(pos)} = {int(t[pos])} is out of range for {n_classes} classes"
         )
-    labels = np.ascontiguousarray(t, dtype=np.int64)
+    # aligned too (the kernels load int64s): arrays unpickled from a buffer, e.g. by Dask, may not be
+    labels = np.require(t, np.int64, ("C", "A"))
     bad, denominator = _driver.check_labels(labels, n_classes, ignore_index, w)
     if bad >= 0:
         pos = tuple(int(i) for i in np.unravel_index(bad, labels.shape))

@@ -164,6 +164,11 @@ def assert_close_scaled(got, want, scale, rtol, atol=1e-300):
         )
 
 
+#: Running under AddressSanitizer (``.ci/run`` preloads libasan for the FASTKL_SANITIZE=1
+#: build): its shadow memory and quarantine inflate the resident set several times over.
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
 def subprocess_env(**extra):
     """Environment for a child ``python`` that imports the same fastkl as this process."""
     import fastkl

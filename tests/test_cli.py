@@ -26,7 +26,7 @@ import pytest
 
 import fastkl
 from fastkl import _files, cli
-from fkl_testing import subprocess_env, unnormalised
+from fkl_testing import SANITIZED, subprocess_env, unnormalised
 
 
 @pytest.fixture
@@ -669,6 +669,7 @@ sys.exit(code)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS from /proc/self/status (Linux)")
+@pytest.mark.skipif(SANITIZED, reason="AddressSanitizer inflates the resident set")
 def test_peak_rss_stays_near_the_budget(tmp_path):
     """Mapped file pages count in RSS: a chunk's must be released before the next is mapped."""
     rng = np.random.default_rng(2)
@@ -1313,6 +1314,7 @@ def test_pairwise_memory_budget_sets_the_block_rows(tmp_path, capsys, command):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS from /proc/self/status (Linux)")
+@pytest.mark.skipif(SANITIZED, reason="AddressSanitizer inflates the resident set")
 def test_pairwise_peak_rss_stays_near_the_budget(tmp_path):
     """A 3000 x 3000 float64 result (72 MB) written with --memory 8MB: the resident set
     grows by about the budget, not by the result."""

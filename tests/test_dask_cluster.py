@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastkl
+from fkl_testing import SANITIZED
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -26,9 +27,11 @@ def _fastkl_file():
 
 @pytest.fixture(scope="module")
 def client():
-    # processes: the graph and its functions really travel; 127.0.0.1 only, no dashboard.
+    # processes: the graph and its functions really travel; 127.0.0.1 only, no dashboard; no
+    # memory limit under AddressSanitizer, whose shadow memory would get the workers killed.
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, memory_limit="1GiB", silence_logs=40) as cluster, \
+                                  dashboard_address=None, memory_limit=0 if SANITIZED else "1GiB",
+                                  silence_logs=40) as cluster, \
             distributed.Client(cluster) as c:
         yield c
 

@@ -429,3 +429,20 @@ def test_logit_gradients_of_huge_logits():
     np.testing.assert_allclose(g_w, g_w_small, atol=1e-15)
     _, g_kl = fastkl.kl_divergence_logits(z, np.zeros((1, 3)), return_grad=True, reduction="sum")
     np.testing.assert_allclose(g_kl, [[1 / 3, -1 / 6, -1 / 6]])
+
+
+def test_unaligned_labels_and_class_weights():
+    """Labels and weights unpickled from a byte buffer (as Dask workers receive them) need not
+    be aligned; the int64/float64 loads of the kernels must not see them so (UBSan found it)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 4))
+    buf = np.zeros(8 * 9 + 8 * 4 + 1, np.uint8)
+    labels = buf[1:1 + 8 * 9].view(np.int64)
+    weight = buf[1 + 8 * 9:].view(np.float64)
+    labels[:] = rng.integers(0, 4, 9)
+    weight[:] = rng.random(4)
+    assert not labels.flags.aligned and not weight.flags.aligned
+    for reduction in ("none", "mean"):
+        got = fastkl.softmax_cross_entropy(x, labels, weight=weight, reduction=reduction)
+        want = fastkl.softmax_cross_entropy(x, labels.copy(), weight=weight.copy(), reduction=reduction)
+        np.testing.assert_array_equal(got, want)
