@@ -38,22 +38,44 @@
 #define FKL_PREFETCH(ptr) ((void)0)
 #endif
 
+/* Software prefetch for the element loops: a loop over a row takes its
+ * elements in chunks of FKL_PF_CHUNK and, before each chunk, asks for the
+ * lines FKL_PF_DIST bytes ahead of it (into the next row when the row ends:
+ * rows are usually adjacent).  Measured on a 2-core VM whose hardware
+ * prefetch barely follows a loop doing ~1 ns of arithmetic per element: the
+ * float64 measures ran at 2.6 GB/s per core from memory, 2.5x their in-cache
+ * time per element.  P points at the chunk, BYTES is its size. */
+#define FKL_PF_CHUNK 64
+#define FKL_PF_DIST 2048
+#define FKL_PREFETCH_AHEAD(P, BYTES)                                            \
+    for (ptrdiff_t pf_off_ = 0; pf_off_ < (ptrdiff_t)(BYTES); pf_off_ += 64)   \
+        FKL_PREFETCH((const char *)(P) + FKL_PF_DIST + pf_off_);
+
 /* for (I = 0; I < N; I++) { XV = X[I] as double; BODY } over a contiguous
  * row (the driver hands every row function contiguous rows, see
  * fastkl_kernels_impl.h).  CLAUSES are the omp simd clauses (reductions). */
 #define FKL_FOR1(I, N, XV, X, CLAUSES, ...)                                     \
-    FKL_SIMD(CLAUSES)                                                           \
-    for (ptrdiff_t I = 0; I < (N); I++) {                                       \
-        const double XV = (double)FKL_LD((X)[I]);                               \
-        __VA_ARGS__                                                             \
+    for (ptrdiff_t I##_c = 0; I##_c < (N); I##_c += FKL_PF_CHUNK) {            \
+        const ptrdiff_t I##_e = ((N) - I##_c < FKL_PF_CHUNK) ? (N) : I##_c + FKL_PF_CHUNK; \
+        FKL_PREFETCH_AHEAD((X) + I##_c, FKL_PF_CHUNK * sizeof(*(X)))           \
+        FKL_SIMD(CLAUSES)                                                       \
+        for (ptrdiff_t I = I##_c; I < I##_e; I++) {                             \
+            const double XV = (double)FKL_LD((X)[I]);                           \
+            __VA_ARGS__                                                         \
+        }                                                                       \
     }
 
 /* The same over two rows: XV = X[I], YV = Y[I] as doubles. */
 #define FKL_FOR2(I, N, XV, X, YV, Y, CLAUSES, ...)                              \
-    FKL_SIMD(CLAUSES)                                                           \
-    for (ptrdiff_t I = 0; I < (N); I++) {                                       \
-        const double XV = (double)FKL_LD((X)[I]), YV = (double)FKL_LD((Y)[I]);  \
-        __VA_ARGS__                                                             \
+    for (ptrdiff_t I##_c = 0; I##_c < (N); I##_c += FKL_PF_CHUNK) {            \
+        const ptrdiff_t I##_e = ((N) - I##_c < FKL_PF_CHUNK) ? (N) : I##_c + FKL_PF_CHUNK; \
+        FKL_PREFETCH_AHEAD((X) + I##_c, FKL_PF_CHUNK * sizeof(*(X)))           \
+        FKL_PREFETCH_AHEAD((Y) + I##_c, FKL_PF_CHUNK * sizeof(*(Y)))           \
+        FKL_SIMD(CLAUSES)                                                       \
+        for (ptrdiff_t I = I##_c; I < I##_e; I++) {                             \
+            const double XV = (double)FKL_LD((X)[I]), YV = (double)FKL_LD((Y)[I]); \
+            __VA_ARGS__                                                         \
+        }                                                                       \
     }
 
 /*
