@@ -116,6 +116,8 @@ def _blas_threads(n_threads):
 
 def _check_probabilities(x: np.ndarray, name: str, log: bool) -> None:
     """Raise for the first row holding a value that is not a (log-)probability."""
+    if x.size == 0 or (np.max(x) < np.inf and (log or np.min(x) >= 0)):  # NaN fails both
+        return
     with np.errstate(invalid="ignore"):
         bad = ~(x < np.inf) if log else ~((x >= 0) & (x < np.inf))
     if bad.any():
@@ -246,8 +248,8 @@ def pairwise_kl(
     # The identity needs finite, non-negative probabilities: a row holding inf (a
     # log-probability above ~709), a negative value or NaN (validate=False) is
     # computed pair by pair by the row kernel instead, with its conventions.
-    special_p = _special_rows(a, log_p)
-    special_q = special_p if same else _special_rows(b, log_q)
+    special_p = _special_rows(a, log_p, validate)
+    special_q = special_p if same else _special_rows(b, log_q, validate)
     kl = _driver.KERNELS["kl"]
     for i in np.flatnonzero(special_p):
         res[i, :] = _driver.measure(kl, ("P", "Q"), a[i], b, -1, base, log_p, log_q, False, "none", False,
@@ -262,8 +264,11 @@ def pairwise_kl(
     return _finish(res, out)
 
 
-def _special_rows(x: np.ndarray, log: bool) -> np.ndarray:
-    """Rows the matrix-product identity cannot take: probabilities outside [0, inf) or NaN."""
+def _special_rows(x: np.ndarray, log: bool, validated: bool) -> np.ndarray:
+    """Rows the matrix-product identity cannot take: probabilities outside [0, inf) or NaN
+    (none once validated), log-probabilities of NaN or above ~709 (exp overflows)."""
+    if validated and not log:
+        return np.zeros(x.shape[0], bool)
     with np.errstate(invalid="ignore", over="ignore"):
         if log:
             ok = x < 709.0  # exp() finite (NaN fails too)

@@ -336,6 +336,25 @@ static inline double FKL_S(fkl_symmetric_kl_row)(const FKL_T *p, const FKL_T *q,
             return acc;
         }
         acc = sum_p = sum_q = 0.0;
+    } else if (!(mode & (FKL_LOG_P | FKL_LOG_Q))) {
+        /* double terms: rows of positive normal p and q (a zero makes a term
+         * +inf or 0, a subnormal needs the general log) take the log ratio of
+         * normal numbers; NaN, inf and the rest fail the guard. */
+        double below = FKL_BELOW_INIT;
+        FKL_FOR2(i, n, x, p, y, q, reduction(+ : acc, sum_p, sum_q) reduction(FKL_BELOW_RED : below), {
+            const double pv = x * ap, qv = y * aq;
+            acc += (pv - qv) * fkl_log_ratio_normal(pv, qv);
+            sum_p += pv;
+            sum_q += qv;
+            FKL_BELOW_ADD(below, (pv < qv) ? pv : qv, 0x1p-1022)
+        })
+        if (FKL_BELOW_NONE(below, 0x1p-1022) && sum_p < FKL_INF && sum_q < FKL_INF && acc < FKL_INF) {
+            info->bad = 0;
+            info->sum_p = sum_p;
+            info->sum_q = sum_q;
+            return acc;
+        }
+        acc = sum_p = sum_q = 0.0;
     }
     FKL_PAIR_MODES(mode, i, n, p, ap, q, aq, reduction(+ : acc, bp, bq, sum_p, sum_q),
                    pv, qv, lr, bp, bq, sum_p, sum_q, {
