@@ -368,13 +368,19 @@ def softmax(
 # --------------------------------------------------------------------------- cross-entropy
 
 
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """``a``, or an aligned copy: the kernels load whole int64s and doubles, and an array
+    unpickled from a byte buffer (as Dask workers receive them) may sit at any address."""
+    return a if a.flags.aligned else a.copy()
+
+
 def _class_weight(weight, n_classes: int) -> np.ndarray | None:
     if weight is None:
         return None
     w = _arrays.as_float_array(weight, "weight")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one weight per class), got {w.shape}")
-    return np.require(w, np.float64, ("C", "A"))  # aligned too: a pickled array may not be
+    return _aligned(np.ascontiguousarray(w, dtype=np.float64))
 
 
 def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int, w) -> tuple[np.ndarray, float]:
@@ -393,8 +399,7 @@ def _index_labels(t: np.ndarray, n_classes: int, ignore_index: int, w) -> tuple[
         raise IndexError(
             f"target{_where(pos)} = {int(t[pos])} is out of range for {n_classes} classes"
         )
-    # aligned too (the kernels load int64s): arrays unpickled from a buffer, e.g. by Dask, may not be
-    labels = np.require(t, np.int64, ("C", "A"))
+    labels = _aligned(np.ascontiguousarray(t, dtype=np.int64))
     bad, denominator = _driver.check_labels(labels, n_classes, ignore_index, w)
     if bad >= 0:
         pos = tuple(int(i) for i in np.unravel_index(bad, labels.shape))
