@@ -995,10 +995,20 @@ def known_tiny_row_sum(case, args, kwargs) -> bool:
     values of the normalised row.  Not compared there."""
     if not kwargs.get("normalize"):
         return False
-    for i, a in enumerate(args):
-        x = _numeric(a)
-        if _role(case, str(i), kwargs) == "prob" and x is not None and x.ndim:
+    numeric = [(i, x) for i, a in enumerate(args) if (x := _numeric(a)) is not None]
+    probs = [x for i, x in numeric if _role(case, str(i), kwargs) == "prob"]
+    if probs and not case["fn"].startswith("pairwise"):
+        # the rows the kernel sums are the broadcast ones: a scalar q is a row of K copies
+        try:
+            shape = np.broadcast_shapes(*(x.shape for _, x in numeric))
+            probs = [np.broadcast_to(x, shape) for x in probs]
+        except ValueError:
+            pass
+    for x in probs:
+        if x.ndim:
             ax = -1 if case["fn"].startswith("pairwise") else kwargs.get("axis", -1)
+            if not isinstance(ax, (int, np.integer)) or not -x.ndim <= ax < x.ndim:
+                continue
             with np.errstate(all="ignore"):
                 s = np.abs(np.sum(x, axis=ax % x.ndim))
             if np.any((s > 0) & (s < 2.2250738585072014e-308)):
