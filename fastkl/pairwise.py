@@ -12,6 +12,7 @@ on fastkl's threads.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from contextlib import contextmanager
@@ -270,7 +271,7 @@ def pairwise_kl(
     # The identity needs finite, non-negative probabilities: a row holding inf (a
     # log-probability above ~709), a negative value or NaN (validate=False) is
     # computed pair by pair by the row kernel instead, with its conventions.
-    special_p = _special_rows(a, log_p, validate)
+    special_p = _special_rows(a, log_p, validate) | _overflow_rows(a, log_p)
     special_q = special_p if same else _special_rows(b, log_q, validate)
     kl = _driver.KERNELS["kl"]
     for i in np.flatnonzero(special_p):
@@ -284,6 +285,20 @@ def pairwise_kl(
         nan_rows = np.flatnonzero(np.isnan(a).any(axis=1)) if special_p.any() else ()
         res[nan_rows, nan_rows] = np.nan
     return _finish(res, out)
+
+
+def _overflow_rows(x: np.ndarray, log: bool) -> np.ndarray:
+    """Rows of P so large that p log p or p log q (|log q| <= 746) may overflow somewhere in
+    the identity's sums (H_i = inf against P_i . log Q_j = -inf gives NaN): values above
+    DBL_MAX / (746 K).  One reduction when no value comes near."""
+    k = max(x.shape[1], 1)
+    bound = np.finfo(np.float64).max / (746.0 * k)
+    if log:
+        bound = math.log(bound)
+    with np.errstate(invalid="ignore"):
+        if x.size == 0 or not np.max(x) > bound:  # (NaN: not greater; such rows are special anyway)
+            return np.zeros(x.shape[0], bool)
+        return np.any(x > bound, axis=1)
 
 
 def _special_rows(x: np.ndarray, log: bool, validated: bool) -> np.ndarray:

@@ -549,6 +549,16 @@ def softmax_cross_entropy(logits, target, /, *, axis=-1, weight=None, ignore_ind
     return loss, np.moveaxis(grad, -1, axis)
 
 
+def _shift_scale(x, temperature, axis):
+    """(x - max) / T along ``axis``: the same softmax as x / T, without overflowing where
+    |x| / T exceeds the largest double (a row's finite max only; others are left as they are)."""
+    if x.ndim == 0 or x.shape[axis] == 0:
+        return x / temperature
+    with np.errstate(invalid="ignore"):
+        m = np.max(x, axis=axis, keepdims=True)
+    return (x - np.where(np.isfinite(m), m, 0.0)) / temperature
+
+
 def kl_divergence_logits(p_logits, q_logits, /, *, temperature=1.0, axis=-1,
                          reduction="mean", return_grad=False):
     """KL(softmax(p_logits / T) || softmax(q_logits / T)) of each row.
@@ -574,8 +584,8 @@ def kl_divergence_logits(p_logits, q_logits, /, *, temperature=1.0, axis=-1,
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     p, q = np.broadcast_arrays(_f64(p_logits), _f64(q_logits))
-    P = _Dist(log_softmax(p / temperature, axis=axis), True, False, axis)
-    Q = _Dist(log_softmax(q / temperature, axis=axis), True, False, axis)
+    P = _Dist(log_softmax(_shift_scale(p, temperature, axis), axis=axis), True, False, axis)
+    Q = _Dist(log_softmax(_shift_scale(q, temperature, axis), axis=axis), True, False, axis)
     rows = _kl_rows(P, Q, axis)
     loss = _reduce(rows, reduction)
     if not return_grad:

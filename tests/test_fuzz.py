@@ -585,7 +585,7 @@ TABLE = [
     Entry("symmetric_kl", [P, Q], M2, R + "symmetric_kl", domain=MEASURE, scale=MSCALE, sum_warning=True),
     Entry("js_divergence", [P, Q], {**M2, "distance": Kw(FLAG)}, R + "js_divergence", domain=MEASURE, scale=MSCALE, sum_warning=True),
     Entry("kl_bernoulli", [Arr("p", "unit"), Arr("q", "unit")], BERN, R + "kl_bernoulli", domain="fuzz_worker.domain_bernoulli", scale="fuzz_worker.scale_bernoulli", default_axis=None),
-    Entry("kl_normal", [Arr("mu_p", "real"), Arr("logvar_p", "real"), Optional2(Arr("mu_q", "real"), Arr("logvar_q", "real"))], NORMAL, "fuzz_worker.ref_kl_normal", scale="fuzz_worker.scale_kl_normal", compare_first_only=True),
+    Entry("kl_normal", [Arr("mu_p", "real"), Arr("logvar_p", "real"), Optional2(Arr("mu_q", "real"), Arr("logvar_q", "real"))], NORMAL, "fuzz_worker.ref_kl_normal", domain="fuzz_worker.domain_kl_normal", scale="fuzz_worker.scale_kl_normal", compare_first_only=True),
     Entry("pairwise_kl", [Rows2D("P", "log_p"), Rows2D("Q", "log_q", optional=True)], PAIR, R + "pairwise_kl", domain=MEASURE, scale=MSCALE, ndim=2),
     Entry("pairwise_js", [Rows2D("P", "log_p"), Rows2D("Q", "log_q", optional=True)], {**PAIR, "normalize": Kw(FLAG), "distance": Kw(FLAG)}, "fuzz_worker.ref_pairwise_js", domain=MEASURE, scale=MSCALE, ndim=2),
     Entry("logsumexp", [Arr("x", "logit")], {"axis": AxisKw(), "out": OutKw(), "n_threads": Kw(N_THREADS)}, R + "logsumexp", floor=1.0),

@@ -446,3 +446,25 @@ def test_unaligned_labels_and_class_weights():
         got = fastkl.softmax_cross_entropy(x, labels, weight=weight, reduction=reduction)
         want = fastkl.softmax_cross_entropy(x, labels.copy(), weight=weight.copy(), reduction=reduction)
         np.testing.assert_array_equal(got, want)
+
+
+def test_pairwise_kl_rows_whose_identity_overflows():
+    """H_i = sum p log p overflowed to +inf against P_i . log Q_j = -inf: NaN where the
+    divergence is +inf (found by the fuzz harness).  Such rows go to the row kernel."""
+    P = np.array([[0.0, 1.7976931348623157e308], [0.0, 1e30], [0.5, 0.5]])
+    with np.errstate(all="ignore"):  # (the reference's products overflow, with numpy's warning)
+        want = R.pairwise_kl(P)
+        np.testing.assert_allclose(fastkl.pairwise_kl(P), want, rtol=1e-12)
+        np.testing.assert_allclose(fastkl.pairwise_kl(P, P[::-1].copy()), R.pairwise_kl(P, P[::-1]), rtol=1e-12)
+        np.testing.assert_allclose(fastkl.pairwise_kl(np.log(P), log_p=True, log_q=True, validate=False), want,
+                                   rtol=1e-12)
+
+
+def test_reference_kl_logits_shifts_before_scaling():
+    """x / T overflowed in the reference where fastkl shifts by the row max first: one class
+    (KL 0 whatever the logits), and logits near the largest double at T < 1."""
+    assert R.kl_divergence_logits([[0.0]], 1e308, temperature=0.5) == 0.0
+    assert fastkl.kl_divergence_logits([[0.0]], 1e308, temperature=0.5) == 0.0
+    p, q = np.array([1e308, 0.9e308]), np.array([0.9e308, 1e308])
+    np.testing.assert_allclose(fastkl.kl_divergence_logits(p, q, temperature=0.5),
+                               R.kl_divergence_logits(p, q, temperature=0.5), rtol=1e-12)
