@@ -206,8 +206,12 @@ FKL_INLINE double fkl_js_pair_terms(double pv, double qv, double t)
 
 FKL_INLINE double fkl_js_term(double pv, double qv)
 {
-    const double m = 0.5 * (pv + qv);
-    double tp = pv * fkl_log_ratio(pv, m), tq = qv * fkl_log_ratio(qv, m);
+    /* The log ratios of p and q scaled by 2^54 when tiny: m = (p + q)/2 of subnormals
+     * rounds (to 0 for a lone 5e-324, making log(p/m) +inf); the scaling is exact and the
+     * ratios are unchanged. */
+    const double up = (fabs(pv) + fabs(qv) < 0x1p-1000) ? 0x1p54 : 1.0;
+    const double ps = pv * up, qs = qv * up, m = 0.5 * (ps + qs);
+    double tp = pv * fkl_log_ratio(ps, m), tq = qv * fkl_log_ratio(qs, m);
     tp = (pv == 0.0) ? 0.0 : tp;
     tq = (qv == 0.0) ? 0.0 : tq;
     double t = fkl_js_pair_terms(pv, qv, tp + tq);
