@@ -130,10 +130,12 @@ def _kl_rows(P, Q, axis):
 
 def _js_rows(P, Q, axis):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if P.is_log or Q.is_log:
+        s = None if (P.is_log or Q.is_log) else P.prob + Q.prob
+        if s is None or np.any((s > 0) & (s < 1e-300)):
+            # in log space (also for subnormal pairs, whose (p + q) / 2 rounds: 5e-324 / 2 = 0)
             M = _Dist(np.logaddexp(P.log, Q.log) - math.log(2.0), True, False, axis)
         else:
-            M = _Dist(0.5 * (P.prob + Q.prob), False, False, axis)
+            M = _Dist(0.5 * s, False, False, axis)
     return 0.5 * _kl_rows(P, M, axis) + 0.5 * _kl_rows(Q, M, axis)
 
 

@@ -427,6 +427,9 @@ def _check_exception(case, exc):
     if invalid and case.get("tame"):
         # the generator broke exactly these arguments (and nothing else): name one
         wanted = set(invalid) | set(case.get("maybe", ()))
+        # a 0-d input is invalid where a function needs an axis: it may be named instead
+        wanted |= {p for p, a in zip(case["params"], case["args"]) if tuple(a.get("shape") or ()) == ()
+                   and a.get("kind") == "array"}
         if not _mentions(msg, wanted):
             raise CaseFailure(f"{type(exc).__name__} does not name the invalid argument "
                               f"({', '.join(sorted(wanted))}): {msg}\n{_tb(exc)}")
